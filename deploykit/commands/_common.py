@@ -1,0 +1,69 @@
+"""Options and helpers shared by the subcommands (click only: nothing heavy at import)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+
+from deploykit.errors import UsageError
+
+
+def format_option(*choices: str, default: str = "table"):
+    return click.option(
+        "--format",
+        "fmt",
+        type=click.Choice(list(choices)),
+        default=default,
+        show_default=True,
+        help="Output format.",
+    )
+
+
+def repo_option(default: str = "models"):
+    return click.option(
+        "--repo",
+        type=click.Path(file_okay=False),
+        default=default,
+        show_default=True,
+        help="The model repository (Triton layout).",
+    )
+
+
+def split_list(value: str | None, valid: tuple[str, ...] | list[str] | None = None, what: str = "value") -> list[str]:
+    """'fp32,int8' -> ['fp32', 'int8'], each checked against ``valid``."""
+    items = [v.strip() for v in (value or "").split(",") if v.strip()]
+    if valid is not None:
+        bad = [v for v in items if v not in valid]
+        if bad:
+            raise UsageError(f"unknown {what} {', '.join(map(repr, bad))}", hint=f"choose from {', '.join(valid)}")
+    return items
+
+
+def split_ints(value: str | None, what: str = "batch size", low: int = 1, high: int = 4096) -> list[int]:
+    out = []
+    for item in split_list(value):
+        try:
+            n = int(item)
+        except ValueError:
+            raise UsageError(f"{what} {item!r} is not an integer") from None
+        if not low <= n <= high:
+            raise UsageError(f"{what} {n} is out of range", hint=f"use {low}..{high}")
+        out.append(n)
+    return out
+
+
+def echo_json(obj: Any) -> None:
+    click.echo(json.dumps(obj, indent=2, default=str))
+
+
+def console(stderr: bool = False):
+    from rich.console import Console
+
+    return Console(stderr=stderr, soft_wrap=False)
+
+
+def is_interactive() -> bool:
+    return sys.stderr.isatty()

@@ -1,0 +1,169 @@
+"""The model repository: Triton's layout, one model folder per variant.
+
+```
+<repo>/<model>_<format>_<precision>/config.pbtxt
+<repo>/<model>_<format>_<precision>/deploykit.json      (lineage sidecar)
+<repo>/<model>_<format>_<precision>/1/model.onnx | model.plan
+```
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from deploykit.artifacts import (
+    FORMATS,
+    MODEL_FILES,
+    PRECISIONS,
+    SIDECAR,
+    Artifact,
+    now_iso,
+    variant_name,
+)
+from deploykit.errors import DeployKitError, UsageError
+from deploykit.fileio import atomic_directory, atomic_write_json, sha256_file
+
+DEFAULT_REPO = "models"
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+def validate_name(name: str, what: str = "model name") -> str:
+    """Refuse names that could escape the repository (``..``, ``/``, absolute paths)."""
+    if not isinstance(name, str) or not _NAME.match(name) or ".." in name:
+        raise UsageError(
+            f"invalid {what} {name!r}",
+            hint="use letters, digits, '_', '-' and '.', with no path separators or '..'",
+        )
+    return name
+
+
+def validate_precision(precision: str) -> str:
+    if precision not in PRECISIONS:
+        raise UsageError(f"unknown precision {precision!r}", hint=f"choose from {', '.join(PRECISIONS)}")
+    return precision
+
+
+def make_command(model: str, fmt: str, precision: str) -> str:
+    """The deploykit command that creates a variant."""
+    if fmt == "trt":
+        return f"deploykit build {model} --precision {precision}"
+    if precision == "fp32":
+        return f"deploykit export {model}"
+    return f"deploykit quantize {model} --precision {precision}"
+
+
+class ModelRepository:
+    """A folder of Triton model directories with deploykit sidecars."""
+
+    def __init__(self, root: str | os.PathLike = DEFAULT_REPO):
+        self.root = Path(root)
+
+    def __repr__(self) -> str:
+        return f"ModelRepository({str(self.root)!r})"
+
+    def variant_dir(self, model: str, fmt: str, precision: str) -> Path:
+        validate_name(model)
+        if fmt not in FORMATS:
+            raise UsageError(f"unknown format {fmt!r}", hint=f"choose from {', '.join(FORMATS)}")
+        validate_precision(precision)
+        return self.root / variant_name(model, fmt, precision)
+
+    def model_path(self, model: str, fmt: str, precision: str, version: int = 1) -> Path:
+        return self.variant_dir(model, fmt, precision) / str(version) / MODEL_FILES[fmt]
+
+    def find(self, model: str, fmt: str, precision: str) -> Artifact | None:
+        """The artifact if its folder, model file and sidecar all exist, else None."""
+        directory = self.variant_dir(model, fmt, precision)
+        if not (directory / SIDECAR).is_file():
+            return None
+        try:
+            artifact = Artifact.from_sidecar(directory)
+        except (json.JSONDecodeError, KeyError) as exc:
+            raise DeployKitError(
+                f"the sidecar {directory / SIDECAR} is corrupt ({exc})",
+                hint="re-create the variant (deploykit export/quantize/build)",
+            ) from exc
+        return artifact if artifact.path.is_file() else None
+
+    def get(self, model: str, fmt: str, precision: str, how: str | None = None) -> Artifact:
+        """Like :meth:`find`, but a missing variant is an error that says which command makes it."""
+        artifact = self.find(model, fmt, precision)
+        if artifact is None:
+            variant = variant_name(model, fmt, precision)
+            if how is None:
+                how = make_command(model, fmt, precision)
+            raise UsageError(
+                f"{variant} is not in the repository {self.root}",
+                hint=f"make it with `{how} --repo {self.root}`",
+            )
+        return artifact
+
+    def list(self) -> list[Artifact]:
+        """Every variant with a readable sidecar, sorted by name."""
+        if not self.root.is_dir():
+            return []
+        out = []
+        for directory in sorted(p for p in self.root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+            if (directory / SIDECAR).is_file():
+                try:
+                    out.append(Artifact.from_sidecar(directory))
+                except (json.JSONDecodeError, KeyError):
+                    continue
+        return out
+
+    def check_writable(self) -> None:
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UsageError(f"cannot create the model repository {self.root}: {exc.strerror}") from exc
+        if not os.access(self.root, os.W_OK | os.X_OK):
+            raise UsageError(
+                f"the model repository {self.root} is not writable",
+                hint="choose another folder with --repo",
+            )
+
+    def write_variant(
+        self,
+        model: str,
+        fmt: str,
+        precision: str,
+        write_model: Callable[[Path], Any],
+        config_pbtxt: str,
+        sidecar: dict[str, Any],
+        parent: str | None = None,
+        version: int = 1,
+    ) -> Artifact:
+        """Write a whole variant folder atomically.
+
+        ``write_model(path)`` writes the model file at ``path`` (inside a temporary folder);
+        the folder replaces any previous variant only when everything is written.
+        """
+        self.check_writable()
+        final = self.variant_dir(model, fmt, precision)
+        filename = MODEL_FILES[fmt]
+        with atomic_directory(final) as tmp:
+            model_file = tmp / str(version) / filename
+            model_file.parent.mkdir(parents=True)
+            write_model(model_file)
+            (tmp / "config.pbtxt").write_text(config_pbtxt)
+            artifact = Artifact(
+                model=model,
+                format=fmt,
+                precision=precision,
+                path=final / str(version) / filename,
+                parent=parent,
+                meta={
+                    "version": version,
+                    "created_at": now_iso(),
+                    "bytes": model_file.stat().st_size,
+                    "sha256": sha256_file(model_file),
+                    **sidecar,
+                },
+            )
+            atomic_write_json(tmp / SIDECAR, artifact.to_sidecar())
+        return artifact
