@@ -1,0 +1,232 @@
+"""TensorRT: run a ``model.plan`` with PyTorch owning the CUDA context, memory and stream.
+
+No pycuda: ``torch`` already creates the CUDA context, allocates device memory through its
+caching allocator and exposes streams, and TensorRT only needs raw device pointers and a
+stream handle. So inputs and outputs are ``torch.empty(..., device="cuda")`` tensors whose
+``data_ptr()`` goes to ``context.set_tensor_address``, and ``execute_async_v3`` runs on a
+``torch.cuda.Stream``'s ``cuda_stream`` handle (the name-based I/O API of TensorRT 10/11:
+https://docs.nvidia.com/deeplearning/tensorrt/latest/_static/python-api/infer/Core/ExecutionContext.html).
+
+Before deserializing, the runner compares the TensorRT version and GPU recorded in the
+variant's sidecar with this machine and refuses an engine built elsewhere (the comparison is
+:func:`deploykit.trt_support.ensure_engine_compatible`, tested without a GPU). The lines that
+call ``tensorrt`` were written against its documentation and not run by their authors.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from deploykit.artifacts import SIDECAR, Artifact
+from deploykit.errors import DeployKitError, UsageError
+from deploykit.runtimes.base import Runner, TensorSpec
+from deploykit.trt_support import (
+    BatchProfile,
+    EngineTarget,
+    LayerTimes,
+    ensure_engine_compatible,
+    gpu_info,
+    target_from_sidecar,
+    trt_dtype_name,
+)
+
+
+def _sidecar_for(path: Path, artifact: Artifact | None) -> dict[str, Any]:
+    """The variant's sidecar facts (``<variant>/deploykit.json`` beside ``1/model.plan``)."""
+    if artifact is not None:
+        return artifact.to_sidecar()
+    candidate = path.parent.parent / SIDECAR
+    if candidate.is_file():
+        try:
+            return json.loads(candidate.read_text())
+        except json.JSONDecodeError:
+            return {}
+    return {}
+
+
+def _make_profiler(trt, sink: LayerTimes):
+    """An IProfiler forwarding ``report_layer_time`` to ``sink`` (subclasses must init the base)."""
+
+    class LayerProfiler(trt.IProfiler):
+        def __init__(self) -> None:
+            trt.IProfiler.__init__(self)
+
+        def report_layer_time(self, layer_name, ms):
+            sink.record(str(layer_name), float(ms))
+
+    return LayerProfiler()
+
+
+class TensorRTRunner(Runner):
+    """A TensorRT engine on one CUDA device.
+
+    ``per_layer=True`` attaches an ``IProfiler``; :meth:`layer_times` then returns the mean
+    time per engine layer over the inferences run so far (``deploykit bench --per-layer``).
+    Profiling adds a synchronization per layer: do not time end-to-end latency with it on.
+    """
+
+    backend = "tensorrt"
+
+    def __init__(
+        self,
+        source: str | os.PathLike | Artifact,
+        device: int = 0,
+        per_layer: bool = False,
+        check_compatibility: bool = True,
+        name: str | None = None,
+    ):
+        self.artifact = source if isinstance(source, Artifact) else None
+        path = source.path if isinstance(source, Artifact) else Path(source)
+        super().__init__(name or f"tensorrt:{path.parent.parent.name or path.name}")
+        if isinstance(device, bool) or not isinstance(device, int) or device < 0:
+            raise UsageError(f"invalid CUDA device {device!r}", hint="use a device index such as 0")
+        self.path = path
+        self.device = device
+        self.per_layer = per_layer
+        self.check_compatibility = check_compatibility
+        self._layer_times = LayerTimes()
+        self._engine = self._context = self._stream = self._profiler = None
+        self._runtime = None
+        self.meta: dict[str, Any] = {}
+
+    # ---- life cycle ----------------------------------------------------------------------
+    def _activate_impl(self) -> None:
+        import torch
+
+        from deploykit.build import load_tensorrt, require_cuda
+
+        if not self.path.is_file():
+            raise UsageError(f"no TensorRT engine at {self.path}", hint="make it with `deploykit build NAME`")
+        trt = load_tensorrt("running TensorRT engines")
+        require_cuda(self.device)
+        self.meta = _sidecar_for(self.path, self.artifact)
+        here = EngineTarget(str(trt.__version__), gpu_info(self.device))
+        built = target_from_sidecar(self.meta)
+        if self.check_compatibility and built is not None:
+            model, precision = self.meta.get("model", "NAME"), self.meta.get("precision", "fp32")
+            ensure_engine_compatible(
+                self.meta.get("variant", self.path.parent.parent.name),
+                built,
+                here,
+                rebuild=f"deploykit build {model} --precision {precision}",
+            )
+        self._trt = trt
+        self._here = here
+
+        with torch.cuda.device(self.device):
+            logger = trt.Logger(trt.Logger.WARNING)
+            self._runtime = trt.Runtime(logger)  # kept alive: the engine must not outlive its runtime
+            engine = self._runtime.deserialize_cuda_engine(self.path.read_bytes())
+            if engine is None:
+                raise DeployKitError(
+                    f"TensorRT {trt.__version__} cannot load {self.path}",
+                    hint="it was probably built by another TensorRT release or for another GPU: rebuild it here",
+                )
+            inputs, outputs = [], []
+            for i in range(engine.num_io_tensors):
+                tensor = engine.get_tensor_name(i)
+                (inputs if engine.get_tensor_mode(tensor) == trt.TensorIOMode.INPUT else outputs).append(tensor)
+            if len(inputs) != 1 or len(outputs) != 1:
+                raise DeployKitError(
+                    f"{self.path} has {len(inputs)} inputs and {len(outputs)} outputs; deploykit runs classifiers with one of each"
+                )
+            self._input, self._output = inputs[0], outputs[0]
+            self._input_dtype = getattr(torch, trt_dtype_name(engine.get_tensor_dtype(self._input)))
+            self._output_dtype = getattr(torch, trt_dtype_name(engine.get_tensor_dtype(self._output)))
+            self._input_shape = tuple(engine.get_tensor_shape(self._input))  # -1 marks the batch
+            # profile 0 is the only one deploykit builds: (min, opt, max) shapes
+            low, opt, high = engine.get_tensor_profile_shape(self._input, 0)
+            self._profile = BatchProfile(int(low[0]), int(opt[0]), int(high[0]))
+            self._context = engine.create_execution_context()
+            if self._context is None:
+                raise DeployKitError(f"TensorRT could not create an execution context for {self.path} (out of GPU memory?)")
+            if self.per_layer:
+                self._profiler = _make_profiler(trt, self._layer_times)
+                self._context.profiler = self._profiler
+            self._engine = engine
+            self._stream = torch.cuda.Stream(device=self.device)
+
+    def _deactivate_impl(self) -> None:
+        if self._stream is not None:
+            self._stream.synchronize()
+        # context before engine before runtime: each holds on to the next
+        self._context = self._profiler = None
+        self._engine = None
+        self._runtime = None
+        self._stream = None
+
+    # ---- inference -----------------------------------------------------------------------
+    def input_spec(self) -> TensorSpec:
+        if self._engine is None:
+            self.activate()
+        return TensorSpec(self._input, (-1, *self._input_shape[1:]), "float32")
+
+    def _infer_impl(self, batch: np.ndarray) -> np.ndarray:
+        import torch
+
+        n = int(batch.shape[0])
+        if not self._profile.contains(n):
+            raise DeployKitError(
+                f"batch size {n} is outside the engine's profile {self._profile.min}..{self._profile.max}",
+                hint=f"rebuild with --max-batch {max(n, self._profile.max)} or send smaller batches",
+            )
+        device = torch.device("cuda", self.device)
+        with torch.cuda.device(self.device), torch.cuda.stream(self._stream):
+            # allocations and copies are queued on our stream, so TensorRT sees them in order
+            x = torch.from_numpy(batch).to(device=device, dtype=self._input_dtype, non_blocking=False)
+            x = x.contiguous()
+            if not self._context.set_input_shape(self._input, tuple(x.shape)):
+                raise DeployKitError(f"TensorRT refused input shape {tuple(x.shape)} for {self._input!r}")
+            out_shape = tuple(self._context.get_tensor_shape(self._output))
+            out = torch.empty(out_shape, dtype=self._output_dtype, device=device)
+            self._context.set_tensor_address(self._input, x.data_ptr())
+            self._context.set_tensor_address(self._output, out.data_ptr())
+            if not self._context.execute_async_v3(self._stream.cuda_stream):
+                raise DeployKitError(f"TensorRT failed to run {self.name} (execute_async_v3 returned False)")
+            result = out.float().cpu()  # waits for the stream; x and out stay alive until here
+        return result.numpy()
+
+    def synchronize(self) -> None:
+        if self._stream is not None:
+            self._stream.synchronize()
+
+    # ---- description ---------------------------------------------------------------------
+    def layer_times(self) -> list[dict[str, Any]]:
+        """Per-layer times recorded by the IProfiler (empty unless ``per_layer=True``)."""
+        if not self.per_layer:
+            raise UsageError("per-layer times need TensorRTRunner(..., per_layer=True)")
+        return self._layer_times.summary()
+
+    def reset_layer_times(self) -> None:
+        """Forget recorded layer times (call after warm-up)."""
+        self._layer_times.reset()
+
+    def device_memory_bytes(self) -> int | None:
+        """Activation memory of one execution context (``device_memory_size_v2``)."""
+        if self._engine is None:
+            return None
+        return int(self._engine.device_memory_size_v2)
+
+    def describe(self) -> dict[str, Any]:
+        info: dict[str, Any] = {
+            "backend": self.backend,
+            "device": self.device,
+            "per_layer": self.per_layer,
+            "engine": str(self.path),
+        }
+        if self._engine is not None:
+            info.update(
+                {
+                    "tensorrt": self._here.tensorrt_version,
+                    "gpu": self._here.gpu.name,
+                    "compute_capability": self._here.gpu.compute_capability,
+                    "profile": {"min": self._profile.min, "opt": self._profile.opt, "max": self._profile.max},
+                    "precision": self.meta.get("precision"),
+                }
+            )
+        return info
