@@ -1,0 +1,29 @@
+"""`deploykit models`: the zoo with family, year, params and GMACs."""
+
+from __future__ import annotations
+
+import click
+
+from deploykit.commands._common import format_option
+
+
+@click.command("models")
+@format_option("table", "json", "markdown")
+def command(fmt):
+    """List the zoo: family, year, input size, params, GMACs and torchvision's top-1.
+
+    Params and MACs are analyzed on the meta device at each model's own input size
+    (227 for alexnet, 224 for the others), one image.
+    """
+    from deploykit.analyze import render, summarize_zoo
+    from deploykit.commands._common import console
+
+    err = console(stderr=True)
+    with err.status("analyzing the zoo on the meta device") as status:
+        entries = summarize_zoo(on_model=lambda name: status.update(f"analyzing {name}"))
+    if fmt == "json":
+        click.echo(render.zoo_json(entries))
+    elif fmt == "markdown":
+        click.echo(render.zoo_markdown(entries), nl=False)
+    else:
+        render.print_renderable(render.zoo_table(entries), console())
