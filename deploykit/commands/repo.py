@@ -1,0 +1,119 @@
+"""`deploykit repo`: inspect and validate the Triton model repository."""
+
+from __future__ import annotations
+
+import click
+
+from deploykit.commands._common import console, echo_json, format_option, repo_option
+
+
+@click.group(name="repo")
+def command() -> None:
+    """Inspect and validate the Triton model repository."""
+
+
+@command.command(name="check")
+@repo_option()
+@format_option("table", "json")
+@click.option("--strict", is_flag=True, help="Fail on warnings too.")
+def check(repo: str, fmt: str, strict: bool) -> None:
+    """Validate every model folder the way Triton will load it.
+
+    \b
+    Checks: config.pbtxt parses (Triton's schema when tritonclient is installed), numeric
+    version folders, the model file name for the platform, dims and dtypes against the ONNX
+    file (batch dimension left out when max_batch_size > 0), max_batch_size within a
+    TensorRT engine's profile (from its sidecar), instance_group kind, dynamic batching.
+    Exits 1 when any model has an error.
+    """
+    from deploykit.serve.check import check_repository
+
+    report = check_repository(repo)
+    if fmt == "json":
+        echo_json(report.to_dict())
+    else:
+        _render_check(report)
+    if not report.ok or (strict and report.warning_count):
+        raise SystemExit(1)
+
+
+def _render_check(report) -> None:
+    from rich.table import Table
+
+    out = console()
+    if not report.models:
+        out.print(f"[yellow]no model folders in {report.root}[/yellow]")
+        return
+    summary = Table(title=f"model repository {report.root}", title_justify="left")
+    for column in ("model", "platform", "max batch", "versions", "result"):
+        summary.add_column(column, justify="right" if column == "max batch" else "left")
+    for m in report.models:
+        if m.errors:
+            verdict = f"[red]{len(m.errors)} error(s)[/red]"
+        elif m.warnings:
+            verdict = f"[yellow]ok, {len(m.warnings)} warning(s)[/yellow]"
+        else:
+            verdict = "[green]ok[/green]"
+        summary.add_row(
+            m.name,
+            m.platform or "?",
+            "?" if m.max_batch_size is None else str(m.max_batch_size),
+            ",".join(map(str, m.versions)) or "-",
+            verdict,
+        )
+    out.print(summary)
+    problems = [(m.name, p) for m in report.models for p in m.problems]
+    if problems:
+        table = Table(title="problems", title_justify="left", show_lines=False)
+        for column in ("model", "severity", "code", "problem"):
+            table.add_column(column, overflow="fold")
+        for name, p in problems:
+            color = "red" if p.severity == "error" else "yellow"
+            text = p.message + (f"\n[dim]hint: {p.hint}[/dim]" if p.hint else "")
+            table.add_row(name, f"[{color}]{p.severity}[/{color}]", p.code, text)
+        out.print(table)
+    notes = []
+    if not report.schema_checked:
+        notes.append("Triton's protobuf schema not available (install deploykit[serve]): syntax checked only")
+    if not report.dims_checked:
+        notes.append("onnx not installed (deploykit[onnx]): dims not compared with the ONNX files")
+    for note in notes:
+        out.print(f"[dim]note: {note}[/dim]")
+    verdict = "[green]repository ok[/green]" if report.ok else f"[red]{report.error_count} error(s)[/red]"
+    out.print(f"{verdict}, {report.warning_count} warning(s) in {len(report.models)} model(s)")
+
+
+@command.command(name="list")
+@repo_option()
+@format_option("table", "json")
+def list_variants(repo: str, fmt: str) -> None:
+    """List the variants in the repository with their lineage."""
+    from deploykit.repository import ModelRepository
+
+    artifacts = ModelRepository(repo).list()
+    rows = [
+        {
+            "variant": a.variant,
+            "format": a.format,
+            "precision": a.precision,
+            "bytes": a.bytes,
+            "lineage": " -> ".join(a.lineage()),
+            "created_at": a.meta.get("created_at"),
+        }
+        for a in artifacts
+    ]
+    if fmt == "json":
+        echo_json(rows)
+        return
+    from rich.table import Table
+
+    out = console()
+    if not rows:
+        out.print(f"[yellow]no variants in {repo}[/yellow]")
+        return
+    table = Table(title=f"model repository {repo}", title_justify="left")
+    for column in ("variant", "format", "precision", "MiB", "lineage"):
+        table.add_column(column, justify="right" if column == "MiB" else "left")
+    for r in rows:
+        table.add_row(r["variant"], r["format"], r["precision"], f"{r['bytes'] / 2**20:.1f}", r["lineage"])
+    out.print(table)
