@@ -1,0 +1,129 @@
+"""Export every zoo model at its default size; record export time and file size per model.
+
+    python benchmarks/export_all.py                      # all models, a throw-away repository
+    python benchmarks/export_all.py --models vgg16,googlenet --repo models
+
+Writes ``benchmarks/results/export_all.json`` and ``export_all.md`` with the machine it ran
+on (CPU, cores, library versions). Times are wall-clock seconds on that machine and include
+tracing (torch.export), ONNX conversion, slimming, checks, ONNX Runtime verification on the
+8 sample photos at batch 1 and 8, and the atomic write; ``onnx seconds`` is the part up to a
+checked ONNX file. They depend on the machine's load: compare models within one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def main(argv: list[str] | None = None) -> int:
+    from deploykit.artifacts import now_iso
+    from deploykit.export import ExportFailure, ExportResult, export_models
+    from deploykit.machine import describe_machine
+    from deploykit.zoo import get_card, list_models
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", help="comma-separated subset (default: every zoo model)")
+    parser.add_argument("--repo", help="keep the exports in this repository (default: a temporary one)")
+    parser.add_argument("--out", default=str(RESULTS), help="results folder")
+    args = parser.parse_args(argv)
+
+    names = [n.strip() for n in args.models.split(",")] if args.models else list_models()
+    repo = Path(args.repo) if args.repo else Path(tempfile.mkdtemp(prefix="deploykit-export-bench-"))
+    rows: list[dict] = []
+
+    def on_start(name: str, index: int) -> None:
+        print(f"[{index + 1}/{len(names)}] {name} ...", file=sys.stderr, flush=True)
+
+    def on_done(name: str, outcome: ExportResult | ExportFailure) -> None:
+        if isinstance(outcome, ExportFailure):
+            rows.append({"model": name, "ok": False, "error": outcome.error})
+            print(f"    failed: {outcome.error}", file=sys.stderr)
+            return
+        card = get_card(name)
+        rows.append(
+            {
+                "model": name,
+                "ok": True,
+                "input_size": outcome.input.shape[-1],
+                "seconds": round(outcome.seconds, 2),
+                "onnx_seconds": round(outcome.onnx.seconds, 2),
+                "bytes": outcome.bytes,
+                "external_data": outcome.onnx.external_data is not None,
+                "nodes": outcome.onnx.nodes,
+                "nodes_exported": outcome.onnx.nodes_exported,
+                "operators": dict(outcome.onnx.operators),
+                "unsupported_tensorrt_ops": list(outcome.unsupported_ops),
+                "max_abs": outcome.parity.max_abs,
+                "max_rel": outcome.parity.max_rel,
+                "top1_agreement": outcome.parity.top1_agreement,
+                "constant_output": outcome.parity.constant_output,
+                "family": card.family,
+            }
+        )
+        print(f"    {outcome.seconds:.1f} s, {outcome.bytes / 1e6:.1f} MB", file=sys.stderr)
+        # Keep the disk small when the repository is temporary (VGG variants are ~0.5 GB each).
+        if not args.repo:
+            shutil.rmtree(outcome.artifact.directory, ignore_errors=True)
+
+    start = time.perf_counter()
+    try:
+        export_models(names, repo=repo, on_start=on_start, on_done=on_done)
+    finally:
+        if not args.repo:
+            shutil.rmtree(repo, ignore_errors=True)
+    machine = describe_machine()
+    report = {
+        "benchmark": "export_all",
+        "created_at": now_iso(),
+        "command": "python benchmarks/export_all.py" + (f" --models {args.models}" if args.models else ""),
+        "machine": machine.to_dict(),
+        "total_seconds": round(time.perf_counter() - start, 1),
+        "results": rows,
+    }
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "export_all.json").write_text(json.dumps(report, indent=2) + "\n")
+    (out / "export_all.md").write_text(render_markdown(report, machine.summary()))
+    print(f"wrote {out / 'export_all.json'} and {out / 'export_all.md'}", file=sys.stderr)
+    return 0 if all(r["ok"] for r in rows) else 1
+
+
+def render_markdown(report: dict, machine_line: str) -> str:
+    libs = report["machine"].get("libraries", {})
+    lines = [
+        "# Export time and file size per zoo model",
+        "",
+        f"`{report['command']}` on {report['created_at']}: {machine_line}.",
+        "Libraries: " + ", ".join(f"{k} {v}" for k, v in libs.items()) + ".",
+        "",
+        "Default input size per model card, random weights, opset 18, dynamic batch. `seconds` is the",
+        "whole `deploykit export` (trace, convert, slim, check, verify on 8 photos at batch 1 and 8,",
+        "write); `onnx s` is the part up to a checked ONNX file. The machine was shared with other",
+        "work while this ran: read the times as ratios between models, not as absolute figures.",
+        "",
+        "| model | input | seconds | onnx s | size (MB) | nodes | max rel err | TensorRT-unsupported ops |",
+        "|---|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for r in report["results"]:
+        if not r["ok"]:
+            lines.append(f"| {r['model']} | | failed: {r['error']} | | | | | |")
+            continue
+        lines.append(
+            f"| {r['model']} | {r['input_size']} | {r['seconds']:.1f} | {r['onnx_seconds']:.1f} | "
+            f"{r['bytes'] / 1e6:,.1f} | {r['nodes']} | {r['max_rel']:.1e} | "
+            f"{', '.join(r['unsupported_tensorrt_ops']) or 'none'} |"
+        )
+    lines += ["", f"Total: {report['total_seconds']:.0f} s.", ""]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,33 @@
+"""Shared fixtures: a real model trained on real data (scikit-learn digits), cached on disk."""
+
+from __future__ import annotations
+
+import pytest
+
+
+def _trained(request, name: str):
+    import torch
+
+    from deploykit.digits import load_digits_split, train_digits_model
+
+    split = load_digits_split(size=32, seed=0)
+    cache = request.config.cache.mkdir("deploykit-digits")
+    path = cache / f"{name}-32-seed0-torch{torch.__version__}.pt"
+    state = torch.load(path, weights_only=True) if path.exists() else None
+    trained = train_digits_model(name, size=32, seed=0, split=split, state_dict=state)
+    if state is None:
+        torch.save(trained.model.state_dict(), path)
+    assert trained.accuracy > 0.9, f"{name} reached only {trained.accuracy:.3f} on digits"
+    return trained
+
+
+@pytest.fixture(scope="session")
+def digits_resnet18(request):
+    """Zoo resnet18 (10 classes) trained on digits 32x32: TrainedModel(name, model, accuracy, split)."""
+    return _trained(request, "resnet18")
+
+
+@pytest.fixture(scope="session")
+def digits_mobilenet_v2(request):
+    """Zoo mobilenet_v2 (10 classes) trained on digits 32x32."""
+    return _trained(request, "mobilenet_v2")
