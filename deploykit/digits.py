@@ -106,7 +106,7 @@ def reestimate_batchnorm(model, x, batch_size: int = 256) -> None:
     with torch.no_grad():
         for i in range(0, len(x), batch_size):
             model(torch.as_tensor(x[i : i + batch_size]))
-    for m, momentum in zip(norms, saved):
+    for m, momentum in zip(norms, saved, strict=True):
         m.momentum = momentum
     model.eval()
 

@@ -28,7 +28,7 @@ class TensorSpec:
     def matches(self, array: np.ndarray) -> bool:
         if array.ndim != len(self.shape):
             return False
-        return all(s < 0 or s == a for s, a in zip(self.shape, array.shape))
+        return all(s < 0 or s == a for s, a in zip(self.shape, array.shape, strict=True))
 
 
 class Runner(abc.ABC):
@@ -77,6 +77,7 @@ class Runner(abc.ABC):
 
     def synchronize(self) -> None:
         """Wait for queued device work (a no-op on CPU backends); timers call it before reading a clock."""
+        return None
 
     # ---- description --------------------------------------------------------------------
     @abc.abstractmethod

@@ -14,6 +14,33 @@ from deploykit.runtimes.base import Runner, TensorSpec
 
 _GRAPH_LEVELS = ("disable", "basic", "extended", "all")
 
+# device -> execution providers in priority order (ORT falls back along the list per node).
+DEVICE_PROVIDERS = {
+    "cpu": ["CPUExecutionProvider"],
+    "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
+    "tensorrt": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
+}
+
+
+def providers_for(device: str) -> list[str]:
+    """Execution providers for ``cpu``, ``cuda`` (onnxruntime-gpu) or ``tensorrt`` (ORT's TensorRT EP)."""
+    kind = device.split(":")[0].lower()
+    if kind not in DEVICE_PROVIDERS:
+        raise UsageError(
+            f"unknown device {device!r} for onnxruntime", hint=f"choose from {', '.join(DEVICE_PROVIDERS)}"
+        )
+    return list(DEVICE_PROVIDERS[kind])
+
+
+def device_unavailable_reason(device: str) -> str | None:
+    """None when this ONNX Runtime build has the device's first provider, else a one-line reason."""
+    import onnxruntime as ort
+
+    wanted = providers_for(device)[0]
+    if wanted in ort.get_available_providers():
+        return None
+    return f"this onnxruntime has no {wanted} (install onnxruntime-gpu for CUDA/TensorRT)"
+
 
 class OnnxRuntimeRunner(Runner):
     backend = "onnxruntime"
@@ -25,6 +52,7 @@ class OnnxRuntimeRunner(Runner):
         threads: int | None = None,
         graph_optimization: str = "all",
         name: str | None = None,
+        device: str = "cpu",
     ):
         path = source.path if isinstance(source, Artifact) else Path(source)
         super().__init__(name or f"onnxruntime:{path.parent.parent.name or path.name}")
@@ -34,7 +62,9 @@ class OnnxRuntimeRunner(Runner):
                 hint=f"choose from {', '.join(_GRAPH_LEVELS)}",
             )
         self.path = path
-        self.providers = providers or ["CPUExecutionProvider"]
+        # Explicit providers win; otherwise ``device`` picks them (cpu, cuda, tensorrt).
+        self.providers = providers or providers_for(device)
+        self.device = device
         self.threads = threads
         self.graph_optimization = graph_optimization
         self.session = None
@@ -87,7 +117,8 @@ class OnnxRuntimeRunner(Runner):
     def describe(self) -> dict[str, Any]:
         return {
             "backend": self.backend,
-            "providers": self.providers,
+            "device": self.device,
+            "providers": self.session.get_providers() if self.session is not None else self.providers,
             "threads": self.threads,
             "graph_optimization": self.graph_optimization,
         }
