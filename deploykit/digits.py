@@ -115,7 +115,7 @@ def train_digits_model(
     name: str = "resnet18",
     size: int = 32,
     seed: int = 0,
-    epochs: int = 5,
+    epochs: int = 4,
     batch_size: int = 64,
     lr: float = 3e-3,
     split: DigitsSplit | None = None,
