@@ -1,0 +1,135 @@
+"""`deploykit bench`: latency, throughput and memory per backend, precision and batch."""
+
+from __future__ import annotations
+
+import click
+
+from deploykit.commands._common import console, format_option, repo_option, split_ints, split_list
+
+BACKEND_CHOICES = ("torch", "onnxruntime", "openvino", "tensorrt")
+PRECISION_CHOICES = ("fp32", "fp16", "int8")
+# Far above any real batch: the per-configuration memory check turns down what will not fit.
+MAX_BATCH = 1 << 20
+
+
+@click.command(name="bench")
+@click.argument("names", nargs=-1, required=True)
+@click.option("--backend", "backends", default="torch,onnxruntime", show_default=True,
+              help=f"Comma-separated: {', '.join(BACKEND_CHOICES)}.")
+@click.option("--precision", "precisions", default="fp32", show_default=True,
+              help="Comma-separated: fp32, fp16, int8.")
+@click.option("--batch", "batches", default="1", show_default=True, help="Comma-separated batch sizes.")
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
+@click.option("--warmup", type=click.IntRange(min=0), default=10, show_default=True,
+              help="Untimed calls before timing.")
+@click.option("--iterations", type=click.IntRange(min=1), default=None,
+              help="Least number of timed calls (default 20), split in two windows.")
+@click.option("--seconds", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Least timed seconds instead of --iterations.")
+@click.option("--max-seconds", type=click.FloatRange(min=0, min_open=True), default=60.0, show_default=True,
+              help="Time cap per configuration when the windows do not agree.")
+@click.option("--tolerance", type=click.FloatRange(min=0, min_open=True), default=0.05, show_default=True,
+              help="Two consecutive windows' medians must agree within this fraction.")
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="Intra-op threads (default: backend's).")
+@click.option("--input-size", type=click.IntRange(min=8), default=None,
+              help="Square input size (default: the artifact's, else the model card's).")
+@click.option("--num-classes", type=click.IntRange(min=1), default=1000, show_default=True,
+              help="Classes of the torch model (match the exported artifacts).")
+@click.option("--weights", type=click.Path(dir_okay=False), default=None,
+              help="State dict for the torch backend (weights_only load).")
+@click.option("--channels-last", is_flag=True, help="torch: NHWC memory format.")
+@click.option("--cuda-graphs", is_flag=True, help="torch on CUDA: capture and replay CUDA graphs.")
+@click.option("--compile", "compile_", is_flag=True, help="torch: torch.compile the model.")
+@repo_option()
+@click.option("--no-build", is_flag=True, help="Fail instead of exporting / quantizing missing artifacts.")
+@click.option("--no-isolate", is_flag=True, help="Run every configuration in this process (faster, less fair).")
+@click.option("--peak-gflops", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Device peak for the '% peak' column (default: known-device table or CPU estimate).")
+@click.option("--per-layer", is_flag=True, help="Also profile time per layer (apart from the timed loop).")
+@format_option("table", "json", "csv", "markdown")
+@click.option("--out", type=click.Path(dir_okay=False), default=None,
+              help="Also save the results: JSON, or CSV / Markdown by the file's suffix.")
+def command(
+    names, backends, precisions, batches, device, warmup, iterations, seconds, max_seconds, tolerance,
+    threads, input_size, num_classes, weights, channels_last, cuda_graphs, compile_, repo, no_build,
+    no_isolate, peak_gflops, per_layer, fmt, out,
+) -> None:
+    """Benchmark NAMES (zoo models) on every backend x precision x batch.
+
+    \b
+    Each configuration runs in a fresh process (unless --no-isolate), warms up, then times
+    windows of calls until two consecutive windows agree within --tolerance or --max-seconds
+    is hit. Missing ONNX variants are exported / quantized first unless --no-build.
+    Combinations that do not apply (torch int8) are skipped; the exit code is 1 when any
+    configuration failed.
+
+    \b
+    Example:
+      deploykit bench resnet50 vgg16 --backend torch,onnxruntime,openvino \\
+          --precision fp32,int8 --batch 1,8 --format json --out results.json
+    """
+    import sys
+
+    from deploykit import bench
+    from deploykit.errors import UsageError
+    from deploykit.zoo import get_card
+
+    if iterations is not None and seconds is not None:
+        raise UsageError("--iterations and --seconds exclude each other", hint="give one of them")
+    backend_list = split_list(backends, BACKEND_CHOICES, "backend")
+    precision_list = split_list(precisions, PRECISION_CHOICES, "precision")
+    batch_list = split_ints(batches, "batch size", low=1, high=MAX_BATCH)
+    if not backend_list or not precision_list or not batch_list:
+        raise UsageError("--backend, --precision and --batch need at least one value each")
+    for name in names:
+        get_card(name)  # an unknown model raises UsageError naming close matches
+    if cuda_graphs and device != "cuda":
+        raise UsageError("--cuda-graphs needs --device cuda")
+    if device == "cuda":
+        from deploykit.machine import cuda_available
+
+        if not cuda_available():
+            raise UsageError(
+                "--device cuda, but no CUDA GPU is visible (torch.cuda.is_available() is False)",
+                hint="run on a GPU host, or use --device cpu",
+            )
+    configs = bench.expand_matrix(
+        names,
+        backend_list,
+        precision_list,
+        batch_list,
+        device=device,
+        threads=threads,
+        warmup=warmup,
+        iterations=iterations,
+        seconds=seconds,
+        max_seconds=max_seconds,
+        tolerance=tolerance,
+        input_size=input_size,
+        num_classes=num_classes,
+        repo=repo,
+        build=not no_build,
+        channels_last=channels_last,
+        cuda_graphs=cuda_graphs,
+        compile=compile_,
+        weights=weights,
+        peak_gflops=peak_gflops,
+        per_layer=per_layer,
+    )
+    run = bench.run_matrix(configs, isolate=not no_isolate, progress=True)
+    if out:
+        bench.save(run, out)
+    if fmt == "json":
+        click.echo(run.to_json(), nl=False)
+    elif fmt == "csv":
+        click.echo(bench.to_csv(run), nl=False)
+    elif fmt == "markdown":
+        click.echo(bench.to_markdown(run), nl=False)
+    else:
+        bench.render_table(run, console())
+    if run.exit_code:
+        click.echo(
+            f"error: {len(run.failed)} of {len(run.results)} configuration(s) failed (see their reasons)",
+            err=True,
+        )
+        sys.exit(run.exit_code)

@@ -1,0 +1,256 @@
+"""PyTorch eager (optionally compiled or CUDA-graphed): the reference every user has.
+
+Only torch (and the deploykit zoo for model names) is needed, so the GPU check runs this
+runner on hosts with nothing but PyTorch installed.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from deploykit.artifacts import Artifact
+from deploykit.errors import DeployKitError, UsageError
+from deploykit.runtimes.base import Runner, TensorSpec
+
+TORCH_PRECISIONS = {"cpu": ("fp32",), "cuda": ("fp32", "fp16")}
+
+
+def _device_kind(device: str) -> str:
+    kind = device.split(":")[0]
+    if kind not in TORCH_PRECISIONS:
+        raise UsageError(f"unknown device {device!r} for the torch backend", hint="use cpu or cuda")
+    return kind
+
+
+def torch_supports(device: str, precision: str) -> str | None:
+    """None when the torch backend runs ``precision`` on ``device``, else the reason it does not."""
+    kind = _device_kind(device)
+    if precision not in TORCH_PRECISIONS[kind]:
+        extra = " (INT8 runs through the ONNX backends)" if precision == "int8" else ""
+        return f"the torch backend runs {' and '.join(TORCH_PRECISIONS[kind])} on {kind}, not {precision}{extra}"
+    return None
+
+
+class TorchRunner(Runner):
+    """A PyTorch model in eval mode on CPU or CUDA.
+
+    ``source`` is an ``nn.Module`` (copied: the caller's module is never modified) or a zoo
+    name (built with ``num_classes`` and, if given, loaded from ``weights``: a state dict,
+    read with ``weights_only=True``). An ``Artifact`` is accepted for its model name only
+    (its ONNX file is not what torch runs).
+
+    ``precision`` fp16 (CUDA only) casts weights and inputs to half; outputs come back
+    float32. ``channels_last`` converts weights and inputs to NHWC memory format.
+    ``cuda_graphs`` captures one CUDA graph per input shape and replays it (static input
+    buffers: the input is copied into them). ``compile`` wraps the model in
+    ``torch.compile``. On CPU, ``threads`` sets ``torch.set_num_threads`` (process-wide).
+    """
+
+    backend = "torch"
+
+    def __init__(
+        self,
+        source: nn.Module | str | Artifact,
+        device: str = "cpu",
+        precision: str = "fp32",
+        channels_last: bool = False,
+        cuda_graphs: bool = False,
+        compile: bool = False,
+        weights: str | os.PathLike | None = None,
+        num_classes: int = 1000,
+        input_size: int | None = None,
+        threads: int | None = None,
+        name: str | None = None,
+        **model_config: Any,
+    ):
+        kind = _device_kind(device)
+        if precision not in ("fp32", "fp16", "int8"):
+            raise UsageError(f"unknown precision {precision!r}", hint="choose from fp32, fp16")
+        reason = torch_supports(device, precision)
+        if reason:
+            raise UsageError(reason)
+        if cuda_graphs and kind != "cuda":
+            raise UsageError("CUDA graphs need --device cuda")
+        if isinstance(source, Artifact):
+            source = source.model
+        self.model_name = source if isinstance(source, str) else type(source).__name__
+        super().__init__(name or f"torch:{self.model_name}")
+        self.source = source
+        self.device = device
+        self.kind = kind
+        self.precision = precision
+        self.channels_last = channels_last
+        self.cuda_graphs = cuda_graphs
+        self.compile = compile
+        self.weights = Path(weights) if weights else None
+        self.num_classes = num_classes
+        self.input_size = input_size
+        self.threads = threads
+        self.model_config = model_config
+        self.model: nn.Module | None = None
+        self._forward: Callable[[torch.Tensor], torch.Tensor] | None = None
+        self._graphs: dict[tuple[int, ...], tuple[Any, torch.Tensor, torch.Tensor]] = {}
+
+    # ---- life cycle ---------------------------------------------------------------------
+    def _build(self) -> nn.Module:
+        if isinstance(self.source, nn.Module):
+            # A copy: eval(), dtype, device and memory-format changes must not reach the
+            # caller's module (which may be trained further or used as a reference).
+            model = copy.deepcopy(self.source)
+        else:
+            from deploykit.zoo import get_card, get_model
+
+            model = get_model(self.source, num_classes=self.num_classes, **self.model_config)
+            if self.input_size is None:
+                self.input_size = get_card(self.source).input_size
+        if self.weights is not None:
+            if not self.weights.is_file():
+                raise UsageError(f"no weights file at {self.weights}")
+            try:
+                state = torch.load(self.weights, map_location="cpu", weights_only=True)
+            except Exception as exc:  # pickle errors, zip errors: all mean "not a state dict"
+                raise DeployKitError(
+                    f"cannot read weights {self.weights}: {str(exc).splitlines()[0][:200]}",
+                    hint="pass a state dict saved with torch.save(model.state_dict(), path)",
+                ) from exc
+            if isinstance(state, dict) and "state_dict" in state:
+                state = state["state_dict"]
+            try:
+                model.load_state_dict(state)
+            except RuntimeError as exc:
+                raise DeployKitError(
+                    f"weights {self.weights} do not fit {self.model_name}: {str(exc).splitlines()[0][:200]}",
+                    hint="check the model name and num_classes",
+                ) from exc
+        return model
+
+    def _activate_impl(self) -> None:
+        if self.kind == "cuda" and not torch.cuda.is_available():
+            raise DeployKitError(
+                "no CUDA GPU is visible to PyTorch (torch.cuda.is_available() is False)",
+                hint="run on a GPU host or use --device cpu",
+            )
+        if self.threads and self.kind == "cpu":
+            torch.set_num_threads(self.threads)
+        model = self._build().eval()
+        dtype = torch.float16 if self.precision == "fp16" else torch.float32
+        model = model.to(device=self.device, dtype=dtype)
+        if self.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        self.model = model
+        self._dtype = dtype
+        self._forward = torch.compile(model) if self.compile else model
+        self._graphs = {}
+        if self.kind == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+
+    def _deactivate_impl(self) -> None:
+        self._graphs = {}
+        self._forward = None
+        self.model = None
+        if self.kind == "cuda":
+            torch.cuda.empty_cache()
+
+    # ---- inference ----------------------------------------------------------------------
+    def input_spec(self) -> TensorSpec:
+        if self.input_size is None and isinstance(self.source, str):
+            from deploykit.zoo import get_card
+
+            self.input_size = get_card(self.source).input_size
+        size = self.input_size or -1
+        return TensorSpec("input", (-1, 3, size, size), "float32")
+
+    def to_device(self, batch: np.ndarray) -> torch.Tensor:
+        """A batch as the model's input tensor: on the device, in its dtype and memory format."""
+        x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32))
+        x = x.to(self.device, non_blocking=False).to(self._dtype)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x
+
+    def run_tensor(self, x: torch.Tensor) -> torch.Tensor:
+        """Forward one device tensor (as :meth:`to_device` makes it); the result stays on the device."""
+        if self.cuda_graphs:
+            return self._graph_replay(x)
+        with torch.inference_mode():
+            return self._forward(x)
+
+    def _graph_replay(self, x: torch.Tensor) -> torch.Tensor:
+        key = tuple(x.shape)
+        if key not in self._graphs:
+            static_in = x.clone()
+            # Warm up on a side stream first: capture must not see lazy initialisation
+            # (cuDNN autotuning, allocator growth), as the CUDA-graphs docs require.
+            stream = torch.cuda.Stream()
+            stream.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(stream), torch.inference_mode():
+                for _ in range(3):
+                    self._forward(static_in)
+            torch.cuda.current_stream().wait_stream(stream)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph), torch.inference_mode():
+                static_out = self._forward(static_in)
+            self._graphs[key] = (graph, static_in, static_out)
+        graph, static_in, static_out = self._graphs[key]
+        static_in.copy_(x)
+        graph.replay()
+        return static_out
+
+    def release_graphs(self) -> None:
+        """Drop captured CUDA graphs (and their static buffers), e.g. before a new batch size."""
+        self._graphs = {}
+
+    def _infer_impl(self, batch: np.ndarray) -> np.ndarray:
+        out = self.run_tensor(self.to_device(batch))
+        return out.float().cpu().numpy()
+
+    def benchmark_fn(self, batch: np.ndarray) -> Callable[[], Any]:
+        """A zero-argument call that runs one inference on ``batch`` already on the device.
+
+        Used by :func:`deploykit.bench.measure`: on CUDA the input is staged once and the
+        output stays on the GPU, so the timing is the model's, not PCIe's (as in MLPerf's
+        offline scenario). On CPU it is the same work as :meth:`infer` without numpy copies.
+        """
+        if not self.is_active:
+            raise DeployKitError(f"runner {self.name} is not active", hint="use it in a `with` block")
+        x = self.to_device(batch)
+        if self.cuda_graphs:
+            # The graph's static input already holds x after the first call: replay only.
+            self._graph_replay(x)
+            graph = self._graphs[tuple(x.shape)][0]
+            return graph.replay
+        return lambda: self.run_tensor(x)
+
+    def synchronize(self) -> None:
+        if self.kind == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    def device_memory_bytes(self) -> int | None:
+        if self.kind != "cuda" or not torch.cuda.is_available():
+            return None
+        return int(torch.cuda.max_memory_allocated(self.device))
+
+    def describe(self) -> dict[str, Any]:
+        math = self.precision
+        if self.kind == "cuda" and self.precision == "fp32" and torch.backends.cudnn.allow_tf32:
+            # PyTorch lets cuDNN convolutions use TF32 tensor cores by default.
+            math = "tf32"
+        return {
+            "backend": self.backend,
+            "device": self.device,
+            "precision": self.precision,
+            "math": math,
+            "channels_last": self.channels_last,
+            "cuda_graphs": self.cuda_graphs,
+            "compile": self.compile,
+            "threads": torch.get_num_threads() if self.kind == "cpu" else None,
+            "torch": torch.__version__,
+        }
