@@ -154,3 +154,17 @@ def io_types(model: onnx.ModelProto) -> dict[str, str]:
         out[v.name] = str(helper.tensor_dtype_to_np_dtype(v.type.tensor_type.elem_type))
     return out
 
+
+
+def save_checked(model: onnx.ModelProto, dst_path: Any) -> None:
+    """Save a converted graph and run the full ONNX check; on failure remove what was written."""
+    from deploykit import onnx_checks
+
+    dst_path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        onnx_checks.save_model(model, dst_path)
+        onnx_checks.check_model(dst_path)
+    except BaseException:
+        for leftover in (dst_path, dst_path.with_name(f"{dst_path.name}.data")):
+            leftover.unlink(missing_ok=True)
+        raise

@@ -34,6 +34,7 @@ from deploykit.precision._modelopt import (
     operator_counts,
     refuse_converted,
     require_modelopt,
+    save_checked,
 )
 
 DATA_MAX = 512.0  # FP16 spacing is 0.5 at 512: larger activations lose their fraction
@@ -142,8 +143,6 @@ def convert_onnx_fp16(
     require_modelopt("FP16 conversion (ModelOpt AutoCast)")
     import onnx
 
-    from deploykit import onnx_checks
-
     start = time.perf_counter()
     src_path, dst_path = Path(src_path), Path(dst_path)
     source = onnx.load(str(src_path), load_external_data=False)
@@ -189,14 +188,7 @@ def convert_onnx_fp16(
                 reason = f"{node.op_type}: {op_types[node.op_type]}"
             kept[node.name] = KeptNode(node.name, node.op_type, reason)
 
-    dst_path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        onnx_checks.save_model(model, dst_path)
-        onnx_checks.check_model(dst_path)
-    except BaseException:
-        for leftover in (dst_path, dst_path.with_name(f"{dst_path.name}.data")):
-            leftover.unlink(missing_ok=True)
-        raise
+    save_checked(model, dst_path)
     f16 = onnx.TensorProto.FLOAT16
     counts = operator_counts(model)
     return Fp16Conversion(

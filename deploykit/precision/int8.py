@@ -38,6 +38,7 @@ from deploykit.precision._modelopt import (
     operator_counts,
     refuse_converted,
     require_modelopt,
+    save_checked,
 )
 
 CALIB_METHODS = ("entropy", "max", "percentile")
@@ -329,14 +330,7 @@ def quantize_onnx_int8(
                 f"ModelOpt found nothing to quantize in {src_path} (no Conv, Gemm or MatMul it would place Q/DQ on)",
                 hint="keep this model in FP32 or FP16",
             )
-        dst_path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            onnx_checks.save_model(model, dst_path)
-            onnx_checks.check_model(dst_path)
-        except BaseException:
-            for leftover in (dst_path, dst_path.with_name(f"{dst_path.name}.data")):
-                leftover.unlink(missing_ok=True)
-            raise
+        save_checked(model, dst_path)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
