@@ -1,6 +1,6 @@
 """FP32 vs FP16 vs INT8 ONNX accuracy on real data (scikit-learn digits), with ONNX Runtime on CPU.
 
-    python benchmarks/precision_accuracy.py                          # resnet18 and mobilenet_v2
+    python benchmarks/precision_accuracy.py                          # resnet18 and preact_resnet18
     python benchmarks/precision_accuracy.py --models resnet18 --calib-size 512
 
 For each model: train the zoo network (10 classes) on the digits' training split, upsampled
@@ -177,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     from deploykit.precision import CALIB_METHODS
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", default="resnet18,mobilenet_v2", help="comma-separated zoo names")
+    parser.add_argument("--models", default="resnet18,preact_resnet18", help="comma-separated zoo names")
     parser.add_argument("--calib-size", type=int, default=256)
     parser.add_argument("--methods", default=",".join(CALIB_METHODS), help="INT8 calibration methods")
     parser.add_argument("--epochs", type=int, default=None, help="training epochs (default: deploykit.digits')")

@@ -28,6 +28,6 @@ def digits_resnet18(request):
 
 
 @pytest.fixture(scope="session")
-def digits_mobilenet_v2(request):
-    """Zoo mobilenet_v2 (10 classes) trained on digits 32x32."""
-    return _trained(request, "mobilenet_v2")
+def digits_preact_resnet18(request):
+    """Zoo preact_resnet18 (a second family: BN-ReLU-conv blocks) trained on digits 32x32."""
+    return _trained(request, "preact_resnet18")
