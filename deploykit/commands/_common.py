@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from typing import Any
 
 import click
@@ -63,7 +62,3 @@ def console(stderr: bool = False):
     from rich.console import Console
 
     return Console(stderr=stderr, soft_wrap=False)
-
-
-def is_interactive() -> bool:
-    return sys.stderr.isatty()
