@@ -352,3 +352,8 @@ __all__ = [
     "ensure_onnx_variant",
     "load_tensorrt",
 ]
+
+
+def build_variant(repo: ModelRepository, model: str, precision: str, **options: Any) -> BuildResult:
+    """The pipeline's maker of ``<model>_trt_<precision>`` (see ``deploykit.pipeline.STAGES``)."""
+    return build_engine(model, precision, repo=repo, **options)

@@ -957,3 +957,10 @@ __all__ = [
     "export_onnx",
     "verify_onnx",
 ]
+
+
+def export_variant(repo: Any, model: str, precision: str = "fp32", **options: Any) -> ExportResult:
+    """The pipeline's maker of ``<model>_onnx_fp32`` (see ``deploykit.pipeline.STAGES``)."""
+    if precision != "fp32":
+        raise UsageError(f"export writes the fp32 variant, not {precision}", hint="use `deploykit quantize`")
+    return export_model(model, repo=repo.root, **options)

@@ -27,6 +27,7 @@ from deploykit.artifacts import (
 )
 from deploykit.errors import DeployKitError, UsageError
 from deploykit.fileio import atomic_directory, atomic_write_json, sha256_file
+from deploykit.pipeline import make_command
 
 DEFAULT_REPO = "models"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -46,15 +47,6 @@ def validate_precision(precision: str) -> str:
     if precision not in PRECISIONS:
         raise UsageError(f"unknown precision {precision!r}", hint=f"choose from {', '.join(PRECISIONS)}")
     return precision
-
-
-def make_command(model: str, fmt: str, precision: str) -> str:
-    """The deploykit command that creates a variant."""
-    if fmt == "trt":
-        return f"deploykit build {model} --precision {precision}"
-    if precision == "fp32":
-        return f"deploykit export {model}"
-    return f"deploykit quantize {model} --precision {precision}"
 
 
 class ModelRepository:
