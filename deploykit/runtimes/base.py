@@ -9,26 +9,12 @@ class only.
 from __future__ import annotations
 
 import abc
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
 
 from deploykit.errors import DeployKitError
-
-
-@dataclass(frozen=True)
-class TensorSpec:
-    """Name, shape (-1 for a dynamic dimension) and numpy dtype name of a tensor."""
-
-    name: str
-    shape: tuple[int, ...]
-    dtype: str = "float32"
-
-    def matches(self, array: np.ndarray) -> bool:
-        if array.ndim != len(self.shape):
-            return False
-        return all(s < 0 or s == a for s, a in zip(self.shape, array.shape, strict=True))
+from deploykit.onnx_graph import TensorSpec
 
 
 class Runner(abc.ABC):
