@@ -165,3 +165,34 @@ def measure_cpu_ceilings(
         seconds=time.perf_counter() - started,
         sgemm_by_library=by_library,
     )
+
+
+def measure_cpu_gemm(kind: str, threads: int | None = None, *, n: int = SGEMM_N,
+                     repeats: int = REPEATS) -> float | None:
+    """A low-precision GEMM ceiling in GOP/s: ``"int8"`` (int8 x int8 -> int32, ``torch._int_mm``,
+    oneDNN's VNNI/AVX2 kernels) or ``"bf16"`` (``torch.mm`` in bfloat16). None where this torch
+    build or CPU has no such kernel. Same thread handling as :func:`measure_cpu_ceilings`.
+    """
+    import torch
+
+    threads = int(threads) if threads else default_threads()
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        if kind == "int8":
+            a = torch.randint(-128, 127, (n, n), dtype=torch.int8)
+            b = torch.randint(-128, 127, (n, n), dtype=torch.int8)
+            run = lambda: torch._int_mm(a, b)  # noqa: E731
+        elif kind == "bf16":
+            a = torch.rand(n, n, dtype=torch.bfloat16)
+            b = torch.rand(n, n, dtype=torch.bfloat16)
+            run = lambda: torch.mm(a, b)  # noqa: E731
+        else:
+            raise ValueError(f"unknown GEMM kind {kind!r} (int8 or bf16)")
+        with torch.inference_mode():
+            seconds = _best_seconds(run, repeats)
+    except (RuntimeError, AttributeError, NotImplementedError):
+        return None
+    finally:
+        torch.set_num_threads(previous)
+    return 2.0 * n**3 / seconds / 1e9

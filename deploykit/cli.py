@@ -17,6 +17,7 @@ from deploykit.errors import DeployKitError
 COMMANDS: dict[str, tuple[str, str]] = {
     "models": ("models", "List the zoo with params and GMACs."),
     "analyze": ("analyze", "Per-layer table: shapes, activation memory, params, MACs."),
+    "estimate": ("estimate", "Roofline bound per layer on GPUs (datasheets) and this CPU (measured)."),
     "export": ("export", "Export a zoo model to verified ONNX in the model repository."),
     "quantize": ("quantize", "Make FP16 / INT8 ONNX variants of an exported model."),
     "build": ("build", "Build a strongly typed TensorRT engine from an ONNX variant."),

@@ -53,3 +53,17 @@ def test_round_trip_through_dict():
     data = ceilings.to_dict()
     assert data["sgemm_library"] in ceilings.sgemm_by_library
     assert CpuCeilings.from_dict(data) == ceilings
+
+
+@pytest.mark.parametrize("kind", ["int8", "bf16"])
+def test_low_precision_gemm_is_positive_or_absent(kind):
+    import torch
+
+    from deploykit.ceilings import measure_cpu_gemm
+
+    before = torch.get_num_threads()
+    rate = measure_cpu_gemm(kind, 1, n=256, repeats=2)
+    assert rate is None or _finite_positive(rate)
+    assert torch.get_num_threads() == before
+    with pytest.raises(ValueError):
+        measure_cpu_gemm("fp8", 1, n=64, repeats=1)
