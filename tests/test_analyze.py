@@ -6,6 +6,8 @@ import csv
 import functools
 import io
 import json
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -19,6 +21,8 @@ from deploykit.analyze import (
     analyze_model,
     parse_input_size,
     summarize_zoo,
+    write_zoo_catalog,
+    zoo_catalog,
 )
 from deploykit.cli import cli
 from deploykit.errors import UsageError
@@ -332,6 +336,33 @@ def test_summarize_zoo_matches_analyze():
 
 
 @pytest.mark.slow
+def test_packaged_catalog_equals_a_live_analysis_of_every_model(tmp_path):
+    live = summarize_zoo()
+    assert zoo_catalog() == live, (
+        "deploykit/data/zoo_catalog.json is stale: regenerate it with "
+        'python3 -c "from deploykit.analyze import write_zoo_catalog; write_zoo_catalog()"'
+    )
+    # The writer round-trips what summarize_zoo computes.
+    written = write_zoo_catalog(tmp_path / "catalog.json", entries=live)
+    assert [d["name"] for d in json.loads(written.read_text())] == [e.name for e in live]
+
+
+def test_models_command_answers_without_importing_torch():
+    code = (
+        "import sys\n"
+        "from deploykit.cli import cli\n"
+        "try:\n"
+        "    cli.main(args=['models', '--format', 'json'], prog_name='deploykit')\n"
+        "except SystemExit as e:\n"
+        "    assert not e.code, e.code\n"
+        "heavy = [m for m in ('torch', 'torchvision', 'onnx') if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert [d["name"] for d in json.loads(proc.stdout)] == [e.name for e in zoo_catalog()]
+
+
 def test_models_command_lists_the_zoo():
     result = run_cli("models", "--format", "json")
     assert result.exit_code == 0, result.output

@@ -12,7 +12,8 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from deploykit.analyze.stats import ModelStats, ZooEntry
+from deploykit.analyze.catalog import ZooEntry
+from deploykit.analyze.stats import ModelStats
 
 # (header, right-aligned) of the per-layer table, the lecture's columns
 LAYER_COLUMNS: tuple[tuple[str, bool], ...] = (

@@ -1,6 +1,9 @@
 """The model registry: a decorator records each builder under its function name.
 
 ``list_models()`` and ``get_model(name, num_classes=1000, **cfg)`` are the only entry points.
+This module imports none of the families (torchvision's ``_api`` way): the families import it
+to register, and the package ``deploykit.zoo`` imports every family, so any use of the
+registry through the package sees them all.
 """
 
 from __future__ import annotations
@@ -91,27 +94,12 @@ def register_model(
     return decorator
 
 
-def _load_families() -> None:
-    # Importing the family modules runs their @register_model decorators.
-    from deploykit.zoo import (  # noqa: F401
-        alexnet,
-        googlenet,
-        mobilenet,
-        preact_resnet,
-        resnet,
-        shufflenet,
-        vgg,
-    )
-
-
 def list_models() -> list[str]:
     """Every registered model name, sorted."""
-    _load_families()
     return sorted(_BUILDERS)
 
 
 def _check_name(name: str) -> str:
-    _load_families()
     if name not in _BUILDERS:
         close = difflib.get_close_matches(name, list(_BUILDERS), n=3, cutoff=0.5)
         hint = f"did you mean {', '.join(close)}?" if close else "see `deploykit models`"
