@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from deploykit.zoo import IMAGENET_MEAN, IMAGENET_STD, Preprocessing
+from deploykit.preprocessing import IMAGENET_MEAN, IMAGENET_STD, Preprocessing
 
 DIGITS_PREPROCESSING = Preprocessing(resize=32, crop=32)
 

@@ -14,24 +14,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from deploykit.errors import UsageError
+from deploykit.preprocessing import IMAGENET_MEAN, IMAGENET_STD, Preprocessing
 
 if TYPE_CHECKING:
     from torch import nn
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-@dataclass(frozen=True)
-class Preprocessing:
-    """How an image becomes the network's input: resize the short side, center-crop, normalize."""
-
-    resize: int = 256
-    crop: int = 224
-    mean: tuple[float, float, float] = IMAGENET_MEAN
-    std: tuple[float, float, float] = IMAGENET_STD
-    interpolation: str = "bilinear"
-
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "ModelCard", "Preprocessing", "get_card", "get_model",
+           "list_models", "register_model"]
 
 @dataclass(frozen=True)
 class ModelCard:
