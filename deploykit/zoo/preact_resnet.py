@@ -20,6 +20,7 @@ from collections.abc import Callable
 from torch import Tensor, nn
 
 from deploykit.zoo._registry import register_model
+from deploykit.zoo.resnet import init_resnet_weights
 
 _PAPER = "Identity Mappings in Deep Residual Networks (He, Zhang, Ren, Sun)"
 
@@ -126,13 +127,7 @@ class PreActResNet(nn.Module):
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
         self.flatten = nn.Flatten(1)
         self.fc = nn.Linear(512 * block.expansion, num_classes)
-
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
-                nn.init.constant_(m.weight, 1)
-                nn.init.constant_(m.bias, 0)
+        init_resnet_weights(self)
 
     def _make_layer(self, block: Block, planes: int, blocks: int, stride: int = 1) -> nn.Sequential:
         downsample = None

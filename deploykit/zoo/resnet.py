@@ -118,6 +118,16 @@ class Bottleneck(nn.Module):
 Block = type[BasicBlock] | type[Bottleneck]
 
 
+def init_resnet_weights(model: nn.Module) -> None:
+    """torchvision's ResNet init: He (fan-out) convolutions, norm layers at weight 1, bias 0."""
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
+            nn.init.constant_(m.weight, 1)
+            nn.init.constant_(m.bias, 0)
+
+
 class ResNet(nn.Module):
     """Stem (7×7/2 conv, 3×3/2 max pool), four stages of residual blocks, global pool, one FC.
 
@@ -163,12 +173,7 @@ class ResNet(nn.Module):
         self.flatten = nn.Flatten(1)
         self.fc = nn.Linear(512 * block.expansion, num_classes)
 
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
-                nn.init.constant_(m.weight, 1)
-                nn.init.constant_(m.bias, 0)
+        init_resnet_weights(self)
         if zero_init_residual:
             # Each residual branch starts as zero, so every block starts as the identity.
             for m in self.modules():
