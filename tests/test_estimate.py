@@ -165,3 +165,12 @@ def test_cli_plot_writes_both_charts(tmp_path):
     assert out.exit_code == 0, out.output
     for chart in (path, tmp_path / "roof_latency.png"):
         assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_floor_is_under_the_per_layer_roofline():
+    for model in ("alexnet", "mobilenet_v2", "googlenet"):
+        for batch in (1, 64):
+            item = estimate_stats(analyze_model(model), get_device("l4", "int8"), batch)
+            assert 0 < item.floor_seconds <= item.seconds
+            weights = sum(layer.weight_bytes for layer in item.layers)
+            assert item.unavoidable_bytes > weights  # plus the input and output

@@ -117,6 +117,11 @@ def measured_cpu(spec: DeviceSpec, threads: int | None = None) -> DeviceSpec:
     return cpu_spec_from(spec, peak, copy_gbps, used)
 
 
+def cpu_from_ceilings(precision: str, peak: float, copy_gbps: float, threads: int) -> DeviceSpec:
+    """The ``cpu`` row from ceilings recorded elsewhere (e.g. beside a benchmark run)."""
+    return cpu_spec_from(_spec(_row(CPU, precision)), peak, copy_gbps, threads)
+
+
 def cpu_spec_from(spec: DeviceSpec, peak: float, copy_gbps: float, threads: int) -> DeviceSpec:
     """A ``cpu`` row with the given ceilings (measured now or recorded beside a benchmark)."""
     from deploykit.machine import describe_machine
