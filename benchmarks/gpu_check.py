@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     from deploykit.artifacts import now_iso
     from deploykit.errors import DeployKitError
     from deploykit.fileio import atomic_write_text
-    from deploykit.machine import describe_machine
+    from deploykit.machine import describe_machine, peak_rss_bytes
     from deploykit.runtimes.torch_runner import TorchRunner, torch_supports
     from deploykit.zoo import get_card
 
@@ -162,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
                             "input_shape": list(batch.shape),
                             "device_memory_bytes": runner.device_memory_bytes(),
                             "runner": bench.jsonable(runner.describe()),
-                            "peak_rss_bytes": bench.peak_rss_bytes(),
+                            "peak_rss_bytes": peak_rss_bytes(),
                         }
                     except torch.cuda.OutOfMemoryError:
                         raw = {"status": "failed", "reason": f"CUDA out of memory at batch {config.batch}"}

@@ -9,14 +9,17 @@ is consulted only when it is already imported or explicitly allowed (``probe_tor
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import platform
 import re
+import resource
 import shutil
 import subprocess
 import sys
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 # ISA flags that decide which CPU kernels run fast (INT8 dot products, FP16/BF16 units).
@@ -35,6 +38,8 @@ INTERESTING_FLAGS = (
     "amx_int8",
     "amx_tile",
 )
+
+DEVICES_JSON = Path(__file__).with_name("data") / "devices.json"
 
 LIBRARIES = (
     "torch",
@@ -315,13 +320,142 @@ def cuda_available() -> bool:
     return bool(torch.cuda.is_available())
 
 
+def available_memory_bytes(device: str) -> tuple[int | None, str]:
+    """Memory a new allocation can use on ``device`` now, and what it is (host RAM or GPU)."""
+    if device.split(":")[0] == "cuda":
+        try:
+            import torch
+
+            free, _ = torch.cuda.mem_get_info(torch.device(device))
+            return int(free), "free GPU memory"
+        except Exception:  # no torch or no GPU: the runner will say so
+            return None, "GPU memory"
+    return memory_available_bytes(), "available host memory"
+
+
+# ---- host memory of this process, and peak compute tables ------------------------------
+
+
+def _proc_status_bytes(key: str) -> int | None:
+    """A ``kB`` field of /proc/self/status (Linux) in bytes, or None."""
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith(f"{key}:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def current_rss_bytes() -> int | None:
+    """Resident memory of this process now (Linux /proc), or None."""
+    return _proc_status_bytes("VmRSS")
+
+
+def peak_rss_bytes() -> int:
+    """Peak resident memory of this process so far.
+
+    Linux: ``VmHWM`` of /proc/self/status, the high-water mark of this program's own memory.
+    Not ``getrusage``: its ``ru_maxrss`` survives fork and exec, so a worker started from a
+    700 MB parent would report at least 700 MB whatever it did. Elsewhere ``ru_maxrss``.
+    """
+    high_water = _proc_status_bytes("VmHWM")
+    if high_water is not None:
+        return high_water
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(peak if sys.platform == "darwin" else peak * 1024)
+
+
+@lru_cache(maxsize=1)
+def load_devices() -> list[dict[str, Any]]:
+    """The known-device peak table (``deploykit/data/devices.json``)."""
+    return json.loads(DEVICES_JSON.read_text())["devices"]
+
+
+def match_device(name: str | None) -> dict[str, Any] | None:
+    """The first devices.json entry whose pattern matches a GPU name, else None."""
+    if not name:
+        return None
+    for entry in load_devices():
+        if any(re.search(p, name, re.IGNORECASE) for p in entry["match"]):
+            return entry
+    return None
+
+
+def cpu_peak_estimate(
+    machine: dict[str, Any], math_kind: str = "fp32", threads: int | None = None
+) -> tuple[float | None, str]:
+    """FP32 peak of the cores a run may use: cores x clock x FLOP/cycle of the widest FMA ISA
+    (2 FMA units assumed). ``threads`` limits the cores counted (a 1-thread run is compared
+    with one core's peak).
+
+    Only FP32 is estimated: INT8 and FP16 rates depend on VNNI/AMX details a flag list does
+    not settle, so those return None (pass --peak-gflops).
+    """
+    if math_kind != "fp32":
+        return None, f"unknown: no {math_kind} peak estimate for CPUs (pass --peak-gflops)"
+    flags = set(machine.get("cpu_flags") or ())
+    # cpufreq's maximum (boost) when the kernel has it; else /proc/cpuinfo's clock, which in a
+    # VM is usually the base clock: boost runs higher, so the fraction may then exceed 100 %.
+    mhz = machine.get("cpu_max_mhz") or machine.get("cpu_mhz")
+    clock = "max clock" if machine.get("cpu_max_mhz") else "clock from /proc/cpuinfo, boost may run higher"
+    cores = machine.get("physical_cores") or machine.get("logical_cpus")
+    if not mhz or not cores:
+        return None, "unknown: CPU clock or core count not reported (pass --peak-gflops)"
+    if threads:
+        cores = min(cores, threads)
+    if "avx512f" in flags:
+        per_cycle, isa = 64, "AVX-512 FMA"
+    elif "avx2" in flags and "fma" in flags:
+        per_cycle, isa = 32, "AVX2 FMA"
+    else:
+        per_cycle, isa = 8, "SSE"
+    ghz = mhz / 1000.0
+    return (
+        cores * ghz * per_cycle,
+        f"estimate: {cores} core{'s' if cores > 1 else ''} x {ghz:.2f} GHz ({clock}) x {per_cycle} FP32 "
+        f"FLOP/cycle ({isa}, 2 units assumed)",
+    )
+
+
+def device_peak(
+    machine: dict[str, Any],
+    device: str,
+    math_kind: str,
+    override: float | None = None,
+    threads: int | None = None,
+) -> tuple[float | None, str]:
+    """Peak GFLOP/s (GOP/s for int8) for a device and the math a runner uses, and where it came from."""
+    if override:
+        return float(override), "--peak-gflops"
+    if device.split(":")[0] == "cuda":
+        gpus = machine.get("gpus") or []
+        name = gpus[0]["name"] if gpus else None
+        entry = match_device(name)
+        if entry is None:
+            return None, f"unknown: {name or 'this GPU'} is not in devices.json (pass --peak-gflops)"
+        value = entry["peak_gflops"].get(math_kind)
+        if not value:
+            return None, f"unknown: devices.json has no {math_kind} peak for {entry['name']}"
+        return float(value), f"devices.json: {entry['name']}, {math_kind} dense"
+    return cpu_peak_estimate(machine, math_kind, threads)
+
+
 __all__ = [
     "GpuInfo",
     "MachineInfo",
+    "available_memory_bytes",
+    "cpu_peak_estimate",
     "cuda_available",
+    "current_rss_bytes",
+    "device_peak",
     "describe_machine",
     "gpu_info",
     "library_versions",
+    "load_devices",
+    "match_device",
     "memory_available_bytes",
+    "peak_rss_bytes",
     "summarize_machine",
 ]

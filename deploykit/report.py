@@ -400,6 +400,109 @@ def _libraries_line(machine: dict[str, Any]) -> str:
     return ", ".join(f"{k} {v}" for k, v in libs.items())
 
 
+# Each chart's section: (heading or None to continue the previous one, the text that says how
+# to read it, the image's alt text).
+CHART_SECTIONS: dict[str, tuple[str | None, str, str]] = {
+    "latency_vs_batch.png": (
+        "Latency vs batch size",
+        "p50 latency per batch (line) and p90 (top of the band); both axes logarithmic. A line "
+        "that stays flat while the batch doubles means the device was not yet busy.",
+        "latency vs batch",
+    ),
+    "throughput_vs_batch.png": (
+        "Throughput vs batch size",
+        "Images per second (batch / mean latency). The curve flattens where the device saturates.",
+        "throughput vs batch",
+    ),
+    "accuracy_vs_gmacs.png": (
+        "Accuracy vs cost",
+        "After Canziani, Paszke and Culurciello, *An Analysis of Deep Neural Network Models for "
+        "Practical Applications* (2017): x is the analytic cost (GMACs per image), y the published "
+        "top-1, bubble area the parameter count. Up and to the left is better.",
+        "accuracy vs GMACs",
+    ),
+    "accuracy_vs_latency.png": (
+        None,
+        "The same accuracy against measured batch-1 latency (each model's fastest configuration on "
+        "each machine, labelled with it): what the analytic cost becomes on real hardware. The y "
+        "value stays the published FP32 top-1; an FP16 or INT8 point may lose some of it (measure "
+        "that with `deploykit parity`).",
+        "accuracy vs latency",
+    ),
+}
+
+ZOO_INTRO = (
+    "Per image at each model's input size, from `deploykit analyze` (meta device, nothing "
+    "allocated). Activations are FP32 outputs of every layer; the largest one bounds the memory "
+    "an inference engine needs per image. Top-1 is the published ImageNet accuracy of the "
+    "torchvision weights (model cards)."
+)
+
+
+def _load_runs(paths: Sequence[str | os.PathLike], out: Path) -> list[BenchRun]:
+    """The result files, and ``out`` created; UsageError for a missing or malformed file."""
+    if not paths:
+        raise UsageError("no result files given", hint="pass the JSON files `deploykit bench --out` wrote")
+    runs = [BenchRun.load(p) for p in paths]
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"cannot create {out}: {exc.strerror}") from None
+    _pyplot()  # fail early, before any file is written, when matplotlib is missing
+    return runs
+
+
+def _make_charts(runs: Sequence[BenchRun], rows: Sequence[ZooRow], out: Path) -> dict[str, Path | None]:
+    return {
+        "latency_vs_batch.png": plot_vs_batch(runs, out / "latency_vs_batch.png", "latency"),
+        "throughput_vs_batch.png": plot_vs_batch(runs, out / "throughput_vs_batch.png", "throughput"),
+        "accuracy_vs_gmacs.png": plot_accuracy_vs_gmacs(rows, out / "accuracy_vs_gmacs.png"),
+        "accuracy_vs_latency.png": plot_accuracy_vs_latency(runs, rows, out / "accuracy_vs_latency.png"),
+    }
+
+
+def _runs_markdown(paths: Sequence[str | os.PathLike], runs: Sequence[BenchRun]) -> tuple[list[str], list[str]]:
+    """The machines section and the measurements section."""
+    machines = ["## Machines", ""]
+    measurements = ["## Measurements", ""]
+    for path, run in zip(paths, runs, strict=True):
+        name = Path(path).name
+        machines.append(f"- `{name}` ({run.created_at}): {machine_line(run.machine)}. {_libraries_line(run.machine)}.")
+        machines += [f"  - note: {note}" for note in run.notes]
+        measurements += [f"### `{name}`", "", to_markdown(run)]
+    return [*machines, ""], measurements
+
+
+def _charts_markdown(made: dict[str, Path | None]) -> list[str]:
+    md: list[str] = []
+    for chart, (heading, text, alt) in CHART_SECTIONS.items():
+        if made.get(chart):
+            md += [f"## {heading}", ""] if heading else []
+            md += [text, "", f"![{alt}]({chart})", ""]
+    return md
+
+
+def report_markdown(
+    title: str,
+    paths: Sequence[str | os.PathLike],
+    runs: Sequence[BenchRun],
+    rows: Sequence[ZooRow],
+    made: dict[str, Path | None],
+    notes: Sequence[str],
+) -> str:
+    """The text of report.md."""
+    from deploykit.artifacts import now_iso
+
+    machines, measurements = _runs_markdown(paths, runs)
+    md = [f"# {title}", "", f"Generated {now_iso()} from {len(runs)} result file(s).", "", *machines]
+    if rows:
+        md += ["## Trade-offs of the zoo", "", ZOO_INTRO, "", zoo_markdown(rows)]
+    md += [*measurements, *_charts_markdown(made)]
+    if notes:
+        md += ["## Notes", "", *[f"- {n}" for n in notes], ""]
+    return "\n".join(md)
+
+
 def make_report(
     paths: Sequence[str | os.PathLike],
     out_dir: str | os.PathLike,
@@ -412,96 +515,17 @@ def make_report(
     ``zoo_models`` limits the trade-off table (default: the whole zoo). Raises UsageError
     for a missing or malformed result file.
     """
-    from deploykit.artifacts import now_iso
     from deploykit.fileio import atomic_write_text
 
-    if not paths:
-        raise UsageError("no result files given", hint="pass the JSON files `deploykit bench --out` wrote")
-    runs = [BenchRun.load(p) for p in paths]
     out = Path(out_dir)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UsageError(f"cannot create {out}: {exc.strerror}") from None
-    _pyplot()  # fail early, before any file is written, when matplotlib is missing
-
+    runs = _load_runs(paths, out)
     rows, notes = zoo_table(zoo_models)
-    charts: list[Path] = []
-    made = {
-        "latency_vs_batch.png": plot_vs_batch(runs, out / "latency_vs_batch.png", "latency"),
-        "throughput_vs_batch.png": plot_vs_batch(runs, out / "throughput_vs_batch.png", "throughput"),
-        "accuracy_vs_gmacs.png": plot_accuracy_vs_gmacs(rows, out / "accuracy_vs_gmacs.png"),
-        "accuracy_vs_latency.png": plot_accuracy_vs_latency(runs, rows, out / "accuracy_vs_latency.png"),
-    }
-    charts = [p for p in made.values() if p is not None]
-
-    md = [f"# {title}", "", f"Generated {now_iso()} from {len(runs)} result file(s).", ""]
-    md += ["## Machines", ""]
-    for path, run in zip(paths, runs, strict=True):
-        md.append(f"- `{Path(path).name}` ({run.created_at}): {machine_line(run.machine)}. {_libraries_line(run.machine)}.")
-        md += [f"  - note: {note}" for note in run.notes]
-    md.append("")
-    if rows:
-        md += [
-            "## Trade-offs of the zoo",
-            "",
-            "Per image at each model's input size, from `deploykit analyze` (meta device, nothing "
-            "allocated). Activations are FP32 outputs of every layer; the largest one bounds the memory "
-            "an inference engine needs per image. Top-1 is the published ImageNet accuracy of the "
-            "torchvision weights (model cards).",
-            "",
-            zoo_markdown(rows),
-        ]
-    md += ["## Measurements", ""]
-    for path, run in zip(paths, runs, strict=True):
-        md += [f"### `{Path(path).name}`", "", to_markdown(run)]
-    if made["latency_vs_batch.png"]:
-        md += [
-            "## Latency vs batch size",
-            "",
-            "p50 latency per batch (line) and p90 (top of the band); both axes logarithmic. A line "
-            "that stays flat while the batch doubles means the device was not yet busy.",
-            "",
-            "![latency vs batch](latency_vs_batch.png)",
-            "",
-        ]
-    if made["throughput_vs_batch.png"]:
-        md += [
-            "## Throughput vs batch size",
-            "",
-            "Images per second (batch / mean latency). The curve flattens where the device saturates.",
-            "",
-            "![throughput vs batch](throughput_vs_batch.png)",
-            "",
-        ]
-    if made["accuracy_vs_gmacs.png"]:
-        md += [
-            "## Accuracy vs cost",
-            "",
-            "After Canziani, Paszke and Culurciello, *An Analysis of Deep Neural Network Models for "
-            "Practical Applications* (2017): x is the analytic cost (GMACs per image), y the published "
-            "top-1, bubble area the parameter count. Up and to the left is better.",
-            "",
-            "![accuracy vs GMACs](accuracy_vs_gmacs.png)",
-            "",
-        ]
-    if made["accuracy_vs_latency.png"]:
-        md += [
-            "The same accuracy against measured batch-1 latency (each model's fastest configuration on "
-            "each machine, labelled with it): what the analytic cost becomes on real hardware. The y "
-            "value stays the published FP32 top-1; an FP16 or INT8 point may lose some of it (measure "
-            "that with `deploykit parity`).",
-            "",
-            "![accuracy vs latency](accuracy_vs_latency.png)",
-            "",
-        ]
-    if notes:
-        md += ["## Notes", "", *[f"- {n}" for n in notes], ""]
-    markdown = atomic_write_text(out / "report.md", "\n".join(md))
+    made = _make_charts(runs, rows, out)
+    markdown = atomic_write_text(out / "report.md", report_markdown(title, paths, runs, rows, made, notes))
     return Report(
         directory=out,
         markdown=markdown,
-        charts=tuple(charts),
+        charts=tuple(p for p in made.values() if p is not None),
         runs=len(runs),
         results=sum(len(r.results) for r in runs),
         zoo_rows=len(rows),

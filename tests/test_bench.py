@@ -19,11 +19,12 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from deploykit import bench
+from deploykit import bench, machine
 from deploykit._deps import is_available
 from deploykit.bench import BenchConfig, BenchRun
 from deploykit.cli import cli
 from deploykit.errors import UsageError
+from deploykit.runtimes import BACKENDS
 
 ROOT = Path(__file__).resolve().parent.parent
 needs_onnx_backends = pytest.mark.skipif(
@@ -129,12 +130,12 @@ def test_measure_rejects_nonsense():
     ],
 )
 def test_known_devices_match_by_name(name, expected):
-    entry = bench.match_device(name)
+    entry = machine.match_device(name)
     assert (entry["name"] if entry else None) == expected
 
 
 def test_device_table_is_dense_and_cited():
-    for entry in bench.load_devices():
+    for entry in machine.load_devices():
         peaks = entry["peak_gflops"]
         assert entry["source"] and peaks["fp32"] > 0
         # Tensor-core rates: INT8 is twice FP16 on these parts (dense, no sparsity).
@@ -143,15 +144,15 @@ def test_device_table_is_dense_and_cited():
 
 def test_peak_sources_are_stated():
     gpu = {"gpus": [{"name": "NVIDIA H100 80GB HBM3"}]}
-    value, source = bench.device_peak(gpu, "cuda", "fp16")
+    value, source = machine.device_peak(gpu, "cuda", "fp16")
     assert value == pytest.approx(989_400) and "devices.json" in source and "H100 SXM" in source
-    assert bench.device_peak(gpu, "cuda", "fp16", override=1234.0) == (1234.0, "--peak-gflops")
+    assert machine.device_peak(gpu, "cuda", "fp16", override=1234.0) == (1234.0, "--peak-gflops")
     cpu = {"cpu_flags": ["avx2", "fma"], "cpu_mhz": 2500.0, "physical_cores": 2, "logical_cpus": 2}
-    value, source = bench.device_peak(cpu, "cpu", "fp32")
+    value, source = machine.device_peak(cpu, "cpu", "fp32")
     assert value == pytest.approx(2 * 2.5 * 32) and source.startswith("estimate")
-    value, source = bench.device_peak(cpu, "cpu", "fp32", threads=1)
+    value, source = machine.device_peak(cpu, "cpu", "fp32", threads=1)
     assert value == pytest.approx(2.5 * 32) and "1 core x" in source
-    value, source = bench.device_peak(cpu, "cpu", "int8")
+    value, source = machine.device_peak(cpu, "cpu", "int8")
     assert value is None and "--peak-gflops" in source
 
 
@@ -164,10 +165,10 @@ def test_memory_check_refuses_absurd_batches_before_allocating():
 
 
 def test_support_table_skips_what_does_not_apply():
-    assert "not int8" in bench.support_reason("torch", "cpu", "int8")
-    assert "does not run on cpu" in bench.support_reason("tensorrt", "cpu", "fp16")
-    assert bench.support_reason("openvino", "cpu", "int8") is None
-    assert bench.support_reason("torch", "cuda", "fp16") is None
+    assert "not int8" in BACKENDS["torch"].support_reason("cpu", "int8")
+    assert "does not run on cpu" in BACKENDS["tensorrt"].support_reason("cpu", "fp16")
+    assert BACKENDS["openvino"].support_reason("cpu", "int8") is None
+    assert BACKENDS["torch"].support_reason("cuda", "fp16") is None
 
 
 # ======================================================================================

@@ -236,3 +236,33 @@ def test_machine_description_is_complete():
     again = MachineInfo.from_dict(data)
     assert again == machine
     assert machine.summary().startswith(machine.cpu_model)
+
+
+@pytest.mark.parametrize("backend", ["torch", "onnxruntime", "openvino"])
+def test_profile_layers_is_a_runner_method(tiny, backend):
+    """Each backend profiles itself (hooks, ORT's profiler, OpenVINO's counters): slowest first."""
+    pytest.importorskip(backend)
+    model, path = tiny
+    source = model if backend == "torch" else path
+    x = np.random.default_rng(0).standard_normal((2, 3, 16, 16), dtype=np.float32)
+    with get_runner(backend, source) as runner:
+        rows = runner.profile_layers(x, repeats=2)
+        assert rows and all(row.time_ms >= 0 for row in rows)
+        assert [row.time_ms for row in rows] == sorted((row.time_ms for row in rows), reverse=True)
+        if backend == "torch":
+            assert {row.name for row in rows} >= {"conv", "bn", "fc"} and rows[0].op
+    with pytest.raises(DeployKitError, match="not active"):
+        runner.profile_layers(x)
+
+
+def test_from_settings_keeps_what_each_runner_takes(tiny):
+    from deploykit.runtimes import runner_class
+
+    _, path = tiny
+    settings = {"device": "cpu", "threads": 1, "precision": "fp32", "channels_last": True, "cuda_graphs": False}
+    runner = runner_class("onnxruntime").from_settings(path, **settings)
+    assert runner.threads == 1 and runner.device == "cpu"
+    if is_available("openvino"):
+        assert runner_class("openvino").from_settings(path, **settings).device == "CPU"
+    torch_runner = runner_class("torch").from_settings("resnet18", **settings)
+    assert torch_runner.channels_last and torch_runner.threads == 1

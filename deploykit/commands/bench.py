@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import sys
+
 import click
 
+from deploykit.artifacts import PRECISIONS as PRECISION_CHOICES
 from deploykit.commands._common import console, format_option, repo_option, split_ints, split_list
+from deploykit.runtimes import BACKENDS
 
-BACKEND_CHOICES = ("torch", "onnxruntime", "openvino", "tensorrt")
-PRECISION_CHOICES = ("fp32", "fp16", "int8")
+BACKEND_CHOICES = tuple(BACKENDS)
 # Far above any real batch: the per-configuration memory check turns down what will not fit.
 MAX_BATCH = 1 << 20
 
@@ -39,7 +42,7 @@ MAX_BATCH = 1 << 20
               help="State dict for the torch backend (weights_only load).")
 @click.option("--channels-last", is_flag=True, help="torch: NHWC memory format.")
 @click.option("--cuda-graphs", is_flag=True, help="torch on CUDA: capture and replay CUDA graphs.")
-@click.option("--compile", "compile_", is_flag=True, help="torch: torch.compile the model.")
+@click.option("--compile", "compile", is_flag=True, help="torch: torch.compile the model.")
 @repo_option()
 @click.option("--no-build", is_flag=True, help="Fail instead of exporting / quantizing missing artifacts.")
 @click.option("--no-isolate", is_flag=True, help="Run every configuration in this process (faster, less fair).")
@@ -49,11 +52,7 @@ MAX_BATCH = 1 << 20
 @format_option("table", "json", "csv", "markdown")
 @click.option("--out", type=click.Path(dir_okay=False), default=None,
               help="Also save the results: JSON, or CSV / Markdown by the file's suffix.")
-def command(
-    names, backends, precisions, batches, device, warmup, iterations, seconds, max_seconds, tolerance,
-    threads, input_size, num_classes, weights, channels_last, cuda_graphs, compile_, repo, no_build,
-    no_isolate, peak_gflops, per_layer, fmt, out,
-) -> None:
+def command(names, backends, precisions, batches, no_build, no_isolate, fmt, out, **settings) -> None:
     """Benchmark NAMES (zoo models) on every backend x precision x batch.
 
     \b
@@ -68,65 +67,23 @@ def command(
       deploykit bench resnet50 vgg16 --backend torch,onnxruntime,openvino \\
           --precision fp32,int8 --batch 1,8 --format json --out results.json
     """
-    import sys
-
     from deploykit import bench
-    from deploykit.errors import UsageError
-    from deploykit.zoo import get_card
 
-    if iterations is not None and seconds is not None:
-        raise UsageError("--iterations and --seconds exclude each other", hint="give one of them")
-    backend_list = split_list(backends, BACKEND_CHOICES, "backend")
-    precision_list = split_list(precisions, PRECISION_CHOICES, "precision")
-    batch_list = split_ints(batches, "batch size", low=1, high=MAX_BATCH)
-    if not backend_list or not precision_list or not batch_list:
-        raise UsageError("--backend, --precision and --batch need at least one value each")
-    for name in names:
-        get_card(name)  # an unknown model raises UsageError naming close matches
-    if cuda_graphs and device != "cuda":
-        raise UsageError("--cuda-graphs needs --device cuda")
-    if device == "cuda":
-        from deploykit.machine import cuda_available
-
-        if not cuda_available():
-            raise UsageError(
-                "--device cuda, but no CUDA GPU is visible (torch.cuda.is_available() is False)",
-                hint="run on a GPU host, or use --device cpu",
-            )
-    configs = bench.expand_matrix(
+    configs = bench.plan_matrix(
         names,
-        backend_list,
-        precision_list,
-        batch_list,
-        device=device,
-        threads=threads,
-        warmup=warmup,
-        iterations=iterations,
-        seconds=seconds,
-        max_seconds=max_seconds,
-        tolerance=tolerance,
-        input_size=input_size,
-        num_classes=num_classes,
-        repo=repo,
+        split_list(backends, BACKEND_CHOICES, "backend"),
+        split_list(precisions, PRECISION_CHOICES, "precision"),
+        split_ints(batches, "batch size", low=1, high=MAX_BATCH),
         build=not no_build,
-        channels_last=channels_last,
-        cuda_graphs=cuda_graphs,
-        compile=compile_,
-        weights=weights,
-        peak_gflops=peak_gflops,
-        per_layer=per_layer,
+        **settings,
     )
     run = bench.run_matrix(configs, isolate=not no_isolate, progress=True)
     if out:
         bench.save(run, out)
-    if fmt == "json":
-        click.echo(run.to_json(), nl=False)
-    elif fmt == "csv":
-        click.echo(bench.to_csv(run), nl=False)
-    elif fmt == "markdown":
-        click.echo(bench.to_markdown(run), nl=False)
-    else:
+    if fmt == "table":
         bench.render_table(run, console())
+    else:
+        click.echo(bench.render_text(run, fmt), nl=False)
     if run.exit_code:
         click.echo(
             f"error: {len(run.failed)} of {len(run.results)} configuration(s) failed (see their reasons)",

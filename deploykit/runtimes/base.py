@@ -9,12 +9,23 @@ class only.
 from __future__ import annotations
 
 import abc
+import inspect
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
 
 from deploykit.errors import DeployKitError
 from deploykit.onnx_graph import TensorSpec
+
+
+@dataclass(frozen=True)
+class LayerTime:
+    """One layer of a per-layer profile: mean milliseconds per call and the op that ran."""
+
+    name: str
+    op: str
+    time_ms: float
 
 
 class Runner(abc.ABC):
@@ -25,6 +36,20 @@ class Runner(abc.ABC):
     """
 
     backend: ClassVar[str] = "base"
+
+    @classmethod
+    def from_settings(cls, source: Any, **settings: Any) -> Runner:
+        """A runner from a superset of settings: those the constructor does not name are left out.
+
+        Lets one caller (bench) describe a configuration once for every backend. A ``device``
+        string such as ``cuda:1`` becomes the index 1 for a runner whose device is an index.
+        """
+        params = inspect.signature(cls.__init__).parameters
+        kept = {k: v for k, v in settings.items() if k in params and params[k].kind is not params[k].VAR_KEYWORD}
+        device = kept.get("device")
+        if isinstance(device, str) and "device" in params and isinstance(params["device"].default, int):
+            kept["device"] = int(device.split(":")[1]) if ":" in device else 0
+        return cls(source, **kept)
 
     def __init__(self, name: str | None = None):
         self.name = name or self.backend
@@ -65,6 +90,19 @@ class Runner(abc.ABC):
         """Wait for queued device work (a no-op on CPU backends); timers call it before reading a clock."""
         return None
 
+    def profile_layers(self, batch: np.ndarray, repeats: int = 5) -> tuple[LayerTime, ...]:
+        """Mean time per layer over ``repeats`` calls on ``batch``, slowest first.
+
+        Profiling runs apart from any timed loop: hooks and counters slow a model down. A
+        backend offers it by implementing ``_profile_impl``; others raise DeployKitError.
+        """
+        if not self.is_active:
+            raise DeployKitError(f"runner {self.name} is not active", hint="use it in a `with` block")
+        batch = np.ascontiguousarray(batch, dtype=np.float32)
+        times, ops = self._profile_impl(batch, repeats)
+        rows = (LayerTime(name, ops.get(name, ""), float(ms)) for name, ms in times.items())
+        return tuple(sorted(rows, key=lambda row: -row.time_ms))
+
     # ---- description --------------------------------------------------------------------
     @abc.abstractmethod
     def input_spec(self) -> TensorSpec: ...
@@ -86,3 +124,7 @@ class Runner(abc.ABC):
 
     def _deactivate_impl(self) -> None:
         return None
+
+    def _profile_impl(self, batch: np.ndarray, repeats: int) -> tuple[dict[str, float], dict[str, str]]:
+        """Per-layer mean ms by layer name, and each layer's op (may be empty)."""
+        raise DeployKitError(f"per-layer profiles are not available for {self.backend}")

@@ -206,6 +206,18 @@ class TensorRTRunner(Runner):
         """Forget recorded layer times (call after warm-up)."""
         self._layer_times.reset()
 
+    def _profile_impl(self, batch: np.ndarray, repeats: int) -> tuple[dict[str, float], dict[str, str]]:
+        """The engine's IProfiler on a second runner with ``per_layer=True`` (the profiler
+        synchronizes per layer: it must not sit on the timed context)."""
+        source = self.artifact or self.path
+        with type(self)(source, device=self.device, per_layer=True, check_compatibility=False) as profiled:
+            profiled.infer(batch)  # first call: lazy allocations, not part of the profile
+            profiled.reset_layer_times()
+            for _ in range(repeats):
+                profiled.infer(batch)
+            rows = profiled.layer_times()
+        return {row["layer"]: float(row["mean_ms"]) for row in rows}, {}
+
     def device_memory_bytes(self) -> int | None:
         """Activation memory of one execution context (``device_memory_size_v2``)."""
         if self._engine is None:

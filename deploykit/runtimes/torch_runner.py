@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -215,7 +216,7 @@ class TorchRunner(Runner):
     def benchmark_fn(self, batch: np.ndarray) -> Callable[[], Any]:
         """A zero-argument call that runs one inference on ``batch`` already on the device.
 
-        Used by :func:`deploykit.bench.measure`: on CUDA the input is staged once and the
+        Used by :func:`deploykit.bench.timing.measure`: on CUDA the input is staged once and the
         output stays on the GPU, so the timing is the model's, not PCIe's (as in MLPerf's
         offline scenario). On CPU it is the same work as :meth:`infer` without numpy copies.
         """
@@ -228,6 +229,42 @@ class TorchRunner(Runner):
             graph = self._graphs[tuple(x.shape)][0]
             return graph.replay
         return lambda: self.run_tensor(x)
+
+    def _profile_impl(self, batch: np.ndarray, repeats: int) -> tuple[dict[str, float], dict[str, str]]:
+        """Forward hooks on every leaf module, synchronizing around each (containers would
+        count their children twice)."""
+        x = self.to_device(batch)
+        times: dict[str, float] = {}
+        ops: dict[str, str] = {}
+        starts: dict[str, float] = {}
+
+        def pre(name: str) -> Callable[..., None]:
+            def hook(*_: Any) -> None:
+                self.synchronize()
+                starts[name] = time.perf_counter()
+
+            return hook
+
+        def post(name: str) -> Callable[..., None]:
+            def hook(*_: Any) -> None:
+                self.synchronize()
+                times[name] = times.get(name, 0.0) + (time.perf_counter() - starts[name]) * 1000.0
+
+            return hook
+
+        handles = []
+        for name, module in self.model.named_modules():
+            if next(module.children(), None) is None:
+                ops[name] = type(module).__name__
+                handles += [module.register_forward_pre_hook(pre(name)), module.register_forward_hook(post(name))]
+        try:
+            with torch.inference_mode():
+                for _ in range(repeats):
+                    self.model(x)
+        finally:
+            for handle in handles:
+                handle.remove()
+        return {k: v / repeats for k, v in times.items()}, ops
 
     def synchronize(self) -> None:
         if self.kind == "cuda":

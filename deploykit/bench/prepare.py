@@ -1,0 +1,133 @@
+"""Everything decided in the parent process before a worker starts.
+
+Order: the backend's row (does it run this precision on this device, is it installed), the
+artifact (found, or made through :func:`deploykit.pipeline.ensure_variant`), the input size,
+the analytic cost, the memory check. The outcome is a job (plain data for the worker) or a
+skipped / failed :class:`BenchResult`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from deploykit.bench.config import BenchConfig
+from deploykit.bench.cost import check_memory, model_cost
+from deploykit.bench.results import BenchResult
+from deploykit.errors import DeployKitError
+
+# The engine profile bench builds when it makes a TensorRT engine itself: at least 1..32.
+MIN_ENGINE_MAX_BATCH = 32
+
+
+def one_line(exc: BaseException) -> str:
+    if isinstance(exc, DeployKitError):
+        return f"{exc.message} ({exc.hint})" if exc.hint else exc.message
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0][:300] if text else ''}".rstrip(": ")
+
+
+def artifact_input_size(artifact: Any) -> int | None:
+    """The square spatial size an artifact was made for, if its sidecar or (ONNX) graph says."""
+    meta = getattr(artifact, "meta", {}) or {}
+    info = meta.get("input") if isinstance(meta.get("input"), dict) else {}
+    shape = info.get("shape") or info.get("dims")
+    if isinstance(shape, (list, tuple)) and len(shape) == 4 and isinstance(shape[-1], int) and shape[-1] > 0:
+        return int(shape[-1])
+    if isinstance(info.get("size"), int):
+        return int(info["size"])
+    if artifact.format == "onnx":
+        from deploykit.onnx_graph import input_size
+
+        try:
+            return input_size(artifact.path)
+        except Exception:  # a corrupt file is reported by the runner that loads it
+            return None
+    return None
+
+
+def stage_options(config: BenchConfig, input_size: int | None) -> dict[tuple[str, str], dict[str, Any]]:
+    """Maker options for the stages bench may run: export size and classes, engine batch profile."""
+    max_batch = max(MIN_ENGINE_MAX_BATCH, config.batch)
+    engine = {"opt_batch": min(8, max_batch), "max_batch": max_batch}
+    options: dict[tuple[str, str], dict[str, Any]] = {
+        ("onnx", "fp32"): {"input_size": input_size, "num_classes": config.num_classes},
+    }
+    for precision in ("fp32", "fp16", "int8"):
+        options[("trt", precision)] = dict(engine)
+    return options
+
+
+def ensure_artifact(config: BenchConfig, input_size: int | None) -> Any:
+    """The repository artifact a backend runs, made with its missing parents unless ``build`` is off.
+
+    Raises DeployKitError (missing with --no-build, or making it failed).
+    """
+    from deploykit.pipeline import ensure_variant
+    from deploykit.repository import ModelRepository
+    from deploykit.runtimes import get_backend
+
+    fmt = get_backend(config.backend).format
+    repo = ModelRepository(config.repo)
+    if not config.build:
+        return repo.get(config.model, fmt, config.precision)  # raises, naming the command
+    artifact, _ = ensure_variant(
+        repo, config.model, fmt, config.precision, options=stage_options(config, input_size)
+    )
+    return artifact
+
+
+def _skipped_reason(config: BenchConfig) -> str | None:
+    """Why the configuration does not apply here (the backend's row, installed, device), or None."""
+    from deploykit.runtimes import get_backend
+
+    row = get_backend(config.backend)
+    reason = row.support_reason(config.device, config.precision) or row.unavailable_reason()
+    if reason is None and config.backend == "onnxruntime" and config.device_kind == "cuda":
+        from deploykit.runtimes.onnxruntime_runner import device_unavailable_reason
+
+        reason = device_unavailable_reason(config.device)
+    return reason
+
+
+def _cost_or_none(config: BenchConfig, input_size: int) -> dict[str, Any] | None:
+    try:
+        return model_cost(config.model, input_size, config.num_classes)
+    except DeployKitError:
+        raise
+    except Exception:  # analyze is another module's contract: a gap there must not stop timing
+        return None
+
+
+def _fill_job(config: BenchConfig, job: dict[str, Any]) -> str | None:
+    """Add the artifact, input size and cost to ``job``; a reason when the batch will not fit."""
+    from deploykit.runtimes import get_backend
+
+    input_size = config.input_size
+    if get_backend(config.backend).format is not None:
+        artifact = ensure_artifact(config, input_size)
+        job.update(artifact_path=str(artifact.path), artifact=artifact.variant, artifact_bytes=artifact.bytes)
+        input_size = input_size or artifact_input_size(artifact)
+    if input_size is None:
+        from deploykit.zoo import get_card
+
+        input_size = get_card(config.model).input_size
+    job["input_size"] = input_size
+    cost = _cost_or_none(config, input_size)
+    job["macs_per_image"] = cost["macs"] if cost else None
+    job["layer_macs"] = cost["layers"] if cost and config.per_layer else None
+    return check_memory(config, input_size, cost)
+
+
+def prepare(config: BenchConfig) -> dict[str, Any] | BenchResult:
+    """Everything decided before a worker starts: a job dict, or a skipped / failed result."""
+    reason = _skipped_reason(config)
+    if reason:
+        return BenchResult(config=config, status="skipped", reason=reason)
+    job: dict[str, Any] = {"config": config.to_dict(), "artifact_path": None}
+    try:
+        reason = _fill_job(config, job)
+    except Exception as exc:  # DeployKitError, or an export / quantize crash: this configuration's failure only
+        reason = one_line(exc)
+    if reason:
+        return BenchResult(config=config, status="failed", reason=reason, artifact=job.get("artifact"))
+    return job
