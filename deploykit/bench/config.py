@@ -10,6 +10,10 @@ from deploykit.errors import UsageError
 
 DEFAULT_ITERATIONS = 20
 DEFAULT_TOLERANCE = 0.05
+TIMING_FIELDS = ("warmup", "iterations", "seconds", "tolerance", "max_seconds")
+RUNNER_FIELDS = (
+    "device", "precision", "channels_last", "cuda_graphs", "compile", "weights", "num_classes", "threads",
+)
 
 
 @dataclass(frozen=True)
@@ -58,6 +62,14 @@ class BenchConfig:
             if on
         ]
         return f"{self.backend}/{'+'.join([self.precision, *extras])}"
+
+    def timing(self) -> dict[str, Any]:
+        """The keywords of :func:`deploykit.bench.timing.time_callable` this configuration sets."""
+        return {name: getattr(self, name) for name in TIMING_FIELDS}
+
+    def runner_settings(self) -> dict[str, Any]:
+        """What a runner may take from this configuration (see ``Runner.from_settings``)."""
+        return {name: getattr(self, name) for name in RUNNER_FIELDS}
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -149,18 +149,9 @@ def time_callable(
     )
 
 
-def measure(
-    runner: Any,
-    batch: np.ndarray,
-    *,
-    warmup: int = 10,
-    iterations: int | None = None,
-    seconds: float | None = None,
-    tolerance: float = DEFAULT_TOLERANCE,
-    max_seconds: float = 60.0,
-    clock: Callable[[], float] = time.perf_counter,
-) -> LatencyResult:
-    """Time an active runner on ``batch`` (see :func:`time_callable`).
+def measure(runner: Any, batch: np.ndarray, **timing: Any) -> LatencyResult:
+    """Time an active runner on ``batch``; ``timing`` are :func:`time_callable`'s keywords
+    (warmup, iterations, seconds, tolerance, max_seconds, clock).
 
     A runner that offers ``benchmark_fn(batch)`` (torch) is timed on device-resident input;
     others through :meth:`Runner.infer`, host copies included; the result says which.
@@ -176,15 +167,5 @@ def measure(
 
         includes_copies = True
     return time_callable(
-        fn,
-        runner.synchronize,
-        batch=int(batch.shape[0]),
-        warmup=warmup,
-        iterations=iterations,
-        seconds=seconds,
-        tolerance=tolerance,
-        max_seconds=max_seconds,
-        clock=clock,
-        includes_host_copies=includes_copies,
+        fn, runner.synchronize, batch=int(batch.shape[0]), includes_host_copies=includes_copies, **timing
     )
-

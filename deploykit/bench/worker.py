@@ -37,18 +37,7 @@ def make_runner(config: BenchConfig, artifact_path: str | None, input_size: int 
     from deploykit.runtimes import get_backend, runner_class
 
     source = artifact_path if get_backend(config.backend).format is not None else config.model
-    return runner_class(config.backend).from_settings(
-        source,
-        device=config.device,
-        precision=config.precision,
-        channels_last=config.channels_last,
-        cuda_graphs=config.cuda_graphs,
-        compile=config.compile,
-        weights=config.weights,
-        num_classes=config.num_classes,
-        input_size=input_size,
-        threads=config.threads,
-    )
+    return runner_class(config.backend).from_settings(source, input_size=input_size, **config.runner_settings())
 
 
 def make_input(batch: int, input_size: int, seed: int = 0) -> np.ndarray:
@@ -76,15 +65,7 @@ def _measure_runner(runner: Any, config: BenchConfig, job: dict[str, Any], out: 
     spec_shape = runner.input_spec().shape
     size = job.get("input_size") or (spec_shape[-1] if spec_shape[-1] > 0 else 224)
     batch = make_input(config.batch, size)
-    latency = measure(
-        runner,
-        batch,
-        warmup=config.warmup,
-        iterations=config.iterations,
-        seconds=config.seconds,
-        tolerance=config.tolerance,
-        max_seconds=config.max_seconds,
-    )
+    latency = measure(runner, batch, **config.timing())
     out["latency"] = latency.to_dict()
     out["input_shape"] = list(batch.shape)
     out["device_memory_bytes"] = runner.device_memory_bytes()
