@@ -28,10 +28,8 @@ MIN_SIMILAR = 6
 
 # "path::function" (methods "path::Class.method", nested "path::outer.inner") over MAX_LINES.
 ALLOWLIST = {
-    "deploykit/bench.py::time_callable",
     "deploykit/build.py::_trt_build",
     "deploykit/build.py::build_engine",
-    "deploykit/commands/bench.py::command",
     "deploykit/commands/export.py::command",
     "deploykit/commands/parity.py::command",
     "deploykit/commands/parity.py::render_table",
@@ -43,7 +41,6 @@ ALLOWLIST = {
     "deploykit/precision/fp16.py::convert_onnx_fp16",
     "deploykit/precision/int8.py::_percentile_scales",
     "deploykit/precision/int8.py::quantize_onnx_int8",
-    "deploykit/report.py::make_report",
     "deploykit/serve/check.py::_compare_tensors",
     "deploykit/serve/check.py::_check_config",
     "deploykit/serve/client.py::infer",
