@@ -6,20 +6,22 @@ and at the thread count of the run they are compared with:
 
 - **SGEMM**: a square float32 matrix product ``C = A @ B`` (``2 n^3`` FLOP), best of a few,
   run by both BLAS libraries at hand (torch's MKL, numpy's OpenBLAS) and the faster kept.
-- **Copy bandwidth**: ``dst.copy_(src)`` of a float32 array much larger than the caches; the
+- **Copy bandwidth**: ``dst.copy_(src)`` of a float32 array larger than the caches; the
   bytes counted are read + written (``2 x nbytes``), as STREAM's copy counts them. Best of a few.
 
 Why both libraries for SGEMM: a ceiling must not be beaten by the runtimes it bounds, and no
 single BLAS is fastest everywhere. torch's MKL is the GEMM its runner reaches and
-``torch.set_num_threads`` sets its pool in-process, but on AMD CPUs MKL takes its AVX2 path;
-numpy's OpenBLAS picks its AVX-512 kernels there (measured here: 51 vs 44 GFLOP/s on one core
-of an AMD EPYC VM), closer to what ONNX Runtime's MLAS and OpenVINO reach. OpenBLAS's pool is
+``torch.set_num_threads`` sets its pool in-process, but on AMD CPUs MKL may take its AVX2
+path where numpy's OpenBLAS picks AVX-512 kernels (on this AMD EPYC VM, n = 1024: 51 vs 44
+GFLOP/s on one core; n = 384: 104 vs 102), and ONNX Runtime's MLAS and OpenVINO bring their
+own kernels; the faster of the two BLAS is the better stand-in for them. OpenBLAS's pool is
 capped through threadpoolctl when it is installed (it comes with scikit-learn); without it
 only torch is measured. The copy runs on torch: ``copy_`` splits a large copy over the same
 intra-op pool, so it honours the thread count too. Thread counts are restored afterwards.
 
-On a shared VM the ceilings vary run to run (noisy neighbours, turbo, other work on the host):
-measure them in the same run as the figures they bound, never take them from a file.
+On a shared VM the ceilings vary run to run (noisy neighbours, turbo, other work on the host,
+even the host itself: the same VM name has come up with and without AVX-512): measure them in
+the same run as the figures they bound, never take them from a file.
 """
 
 from __future__ import annotations
@@ -31,12 +33,17 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-# n = 1024: 2.1 GFLOP per product, large enough to reach the GEMM plateau, small enough that
-# three repeats on one slow core stay well under a second.
-SGEMM_N = 1024
-# 32 Mi float32 = 128 MiB per array: far beyond any L3 a VM exposes, so the copy streams DRAM.
-COPY_ELEMENTS = 32 * 1024 * 1024
-REPEATS = 5
+# Short kernels, many repeats, best kept. On a shared VM (other work running, CPUs
+# time-sliced) a kernel longer than a scheduler slice is always preempted somewhere, so a
+# 1024^3 SGEMM (20-50 ms) read 62-69 GFLOP/s on one core where 384^3 (about 1 ms) read 104 and
+# a 3x3 convolution of resnet18 ran alone at 109: the ceiling would be beaten by the very runs
+# it bounds. n = 384 reaches the GEMM plateau (256..512 read the same on an idle core).
+SGEMM_N = 384
+REPEATS = 30
+# 16 Mi float32 = 64 MiB per array: twice the largest L3 seen here (32 MiB), so the copy
+# streams DRAM (64 and 128 MiB read the same), and one copy stays under ~10 ms.
+COPY_ELEMENTS = 16 * 1024 * 1024
+COPY_REPEATS = 10
 
 
 @dataclass(frozen=True)
@@ -150,7 +157,7 @@ def measure_cpu_ceilings(
     torch.set_num_threads(threads)
     try:
         torch_gflops = _sgemm_torch(sgemm_n, repeats)
-        copy_gbps = _copy_torch(copy_elements, repeats)
+        copy_gbps = _copy_torch(copy_elements, min(repeats, COPY_REPEATS))
     finally:
         torch.set_num_threads(previous)
     by_library = {"torch": torch_gflops}
