@@ -150,6 +150,82 @@ def check_live(threads_list: list[int]) -> list[dict]:
     return checks
 
 
+def _layer_inputs(model, x) -> dict:
+    """Input of every conv / linear / pool module in one forward, by module name."""
+    import torch
+
+    inputs, hooks = {}, []
+
+    def keep(name):
+        def hook(module, args, output) -> None:  # returns None: the output is left as it is
+            inputs.setdefault(name, (module, args[0]))
+
+        return hook
+
+    for name, module in model.named_modules():
+        if isinstance(module, (torch.nn.Conv2d, torch.nn.Linear, torch.nn.MaxPool2d,
+                               torch.nn.AvgPool2d, torch.nn.AdaptiveAvgPool2d)):
+            hooks.append(module.register_forward_hook(keep(name)))
+    with torch.inference_mode():
+        model(x)
+    for hook in hooks:
+        hook.remove()
+    return inputs
+
+
+def _best_seconds(module, x, repeats: int = 7) -> float:
+    import torch
+
+    best = float("inf")
+    with torch.inference_mode():
+        module(x)
+        for _ in range(repeats):
+            start = time.perf_counter()
+            module(x)
+            best = min(best, time.perf_counter() - start)
+    return best
+
+
+def check_layers(models=("resnet18", "mobilenet_v2"), batch: int = 1) -> list[dict]:
+    """Each conv, linear and pooling layer run alone (torch, 1 thread) against its own bound."""
+    import torch
+
+    from deploykit.analyze import analyze_model
+    from deploykit.estimate.devices import get_device
+    from deploykit.estimate.roofline import bound_layer
+    from deploykit.zoo import get_model
+
+    spec = get_device("cpu", "fp32", threads=1)
+    torch.set_num_threads(1)
+    rows = []
+    for name in models:
+        by_name = {layer.name: layer for layer in analyze_model(name).layers}
+        inputs = _layer_inputs(get_model(name).eval(), torch.randn(batch, 3, 224, 224))
+        for layer_name, (module, x) in inputs.items():
+            if layer_name not in by_name:
+                continue
+            bound = bound_layer(by_name[layer_name], spec, batch)
+            measured = _best_seconds(module, x)
+            rows.append({"model": name, "layer": layer_name, "kind": bound.kind, "engine": bound.engine,
+                         "bound_us": bound.seconds * 1e6, "measured_us": measured * 1e6,
+                         "efficiency": bound.seconds / measured, "bound": bound.bound})
+    return rows
+
+
+def layer_summary(rows: list[dict]) -> list[dict]:
+    """Median efficiency of the layers by the size of their bound (small layers first)."""
+    import statistics
+
+    buckets = (("< 50 us", 0, 50), ("50-500 us", 50, 500), (">= 500 us", 500, float("inf")))
+    out = []
+    for label, low, high in buckets:
+        chosen = [r["efficiency"] for r in rows if low <= r["bound_us"] < high]
+        if chosen:
+            out.append({"bound": label, "layers": len(chosen), "median_efficiency": statistics.median(chosen),
+                        "min_efficiency": min(chosen), "max_efficiency": max(chosen)})
+    return out
+
+
 def check_published() -> list[dict]:
     from deploykit.estimate.check import check_throughput
     from deploykit.estimate.devices import get_device
@@ -208,6 +284,16 @@ def render_markdown(data: dict) -> str:
     if others:
         lines += ["", "## Not comparable: recorded on other hardware (ceilings of this host)", ""]
         lines += _check_table(others)
+    if data.get("layer_summary"):
+        lines += ["", "## Per layer on this CPU (torch, 1 thread, batch 1: each layer run alone)", "",
+                  "Efficiency = the layer's bound time / its measured time; small layers are where "
+                  "the bound is most optimistic (call overhead, no cache reuse across calls modelled).", "",
+                  "| bound time | layers | median efficiency | min | max |", "|---|---|---|---|---|"]
+        lines += [f"| {b['bound']} | {b['layers']} | {b['median_efficiency']:.0%} | {b['min_efficiency']:.0%} "
+                  f"| {b['max_efficiency']:.0%} |" for b in data["layer_summary"]]
+        over = [r for r in data["layers"] if r["efficiency"] > 1]
+        lines += ["", f"Layers faster than their bound: {len(over)} of {len(data['layers'])}"
+                  + (": " + ", ".join(f"{r['model']}.{r['layer']} ({r['efficiency']:.0%})" for r in over) if over else ".")]
     lines += ["", "Sources of published figures:", ""]
     lines += [f"- {c['label']}: {c['source']}" + (f" ({c['note']})" if c.get("note") else "")
               for c in data["checks"] if c["kind"] == "published"]
@@ -248,6 +334,7 @@ def main(argv: list[str] | None = None) -> int:
     recorded = check_recorded(machine)
     live = [] if args.no_live else check_live(sorted({1, default_threads()}))
     checks = recorded + live + check_published()
+    layers = [] if args.no_live else check_layers()
     data = {
         "schema": 1,
         "kind": "roofline-check",
@@ -259,6 +346,8 @@ def main(argv: list[str] | None = None) -> int:
         "total": sum(c["comparable"] for c in checks),
         "not_comparable": sum(not c["comparable"] for c in checks),
         "checks": checks,
+        "layers": layers,
+        "layer_summary": layer_summary(layers),
     }
     args.out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(args.out / "roofline_check.json", data)
