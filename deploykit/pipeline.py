@@ -44,11 +44,11 @@ STAGES: dict[tuple[str, str], Stage] = {
               "deploykit quantize {model} --precision {precision}"),
         Stage("onnx", "int8", ("onnx", "fp32"), "deploykit.precision:make_variant",
               "deploykit quantize {model} --precision {precision}"),
-        Stage("trt", "fp32", ("onnx", "fp32"), "deploykit.build:build_variant",
+        Stage("trt", "fp32", ("onnx", "fp32"), "deploykit.tensorrt.build:build_variant",
               "deploykit build {model} --precision {precision}"),
-        Stage("trt", "fp16", ("onnx", "fp16"), "deploykit.build:build_variant",
+        Stage("trt", "fp16", ("onnx", "fp16"), "deploykit.tensorrt.build:build_variant",
               "deploykit build {model} --precision {precision}"),
-        Stage("trt", "int8", ("onnx", "int8"), "deploykit.build:build_variant",
+        Stage("trt", "int8", ("onnx", "int8"), "deploykit.tensorrt.build:build_variant",
               "deploykit build {model} --precision {precision}"),
     )
 }

@@ -18,34 +18,39 @@ import numpy as np
 import pytest
 
 from deploykit.errors import CheckFailedError, DeployKitError, MissingDependencyError, UsageError
-from deploykit.trt_support import (
-    BatchProfile,
-    EngineBuildRecord,
+from deploykit.machine import GpuInfo
+from deploykit.onnx_graph import TensorSpec, single_io
+from deploykit.tensorrt.compatibility import (
     EngineTarget,
-    GpuInfo,
-    LayerTimes,
-    TensorInfo,
-    batch_profile,
-    build_settings,
-    check_engine_precision,
-    check_graph_precision,
-    check_tensorrt_version,
     engine_mismatches,
-    engine_sidecar,
     ensure_engine_compatible,
+    target_from_sidecar,
+)
+from deploykit.tensorrt.loading import (
+    check_tensorrt_version,
+    parse_version,
+    same_tensorrt_release,
+    trt_dtype_name,
+    uses_strongly_typed_flag,
+)
+from deploykit.tensorrt.preflight import (
+    check_graph_precision,
     format_parser_errors,
     inspect_graph_precision,
-    parse_engine_information,
-    parse_version,
     parser_failure,
+)
+from deploykit.tensorrt.profiles import (
+    BatchProfile,
+    batch_profile,
+    build_settings,
     profile_input_dims,
-    same_tensorrt_release,
-    single_io,
-    target_from_sidecar,
-    trt_config_pbtxt,
-    trt_dtype_name,
+)
+from deploykit.tensorrt.record import EngineBuildRecord, engine_sidecar, trt_config_pbtxt
+from deploykit.tensorrt.report import (
+    LayerTimes,
+    check_engine_precision,
+    parse_engine_information,
     type_from_description,
-    uses_strongly_typed_flag,
 )
 
 # --------------------------------------------------------------------------------------
@@ -106,14 +111,14 @@ def test_timing_cache_must_be_a_file(tmp_path):
 
 
 def test_profile_input_dims_against_the_graph():
-    dynamic = TensorInfo("input", "float32", (-1, 3, 32, 32))
+    dynamic = TensorSpec("input", (-1, 3, 32, 32), "float32")
     assert profile_input_dims(dynamic, batch_profile(1, 8, 32)) == (3, 32, 32)
-    fixed = TensorInfo("input", "float32", (1, 3, 32, 32))
+    fixed = TensorSpec("input", (1, 3, 32, 32), "float32")
     with pytest.raises(UsageError, match="fixed batch size of 1"):
         profile_input_dims(fixed, batch_profile(1, 8, 32))
     assert profile_input_dims(fixed, batch_profile(1, 1, 1)) == (3, 32, 32)
     with pytest.raises(UsageError, match="dynamic dimensions besides the batch"):
-        profile_input_dims(TensorInfo("input", "float32", (-1, 3, -1, -1)), batch_profile())
+        profile_input_dims(TensorSpec("input", (-1, 3, -1, -1), "float32"), batch_profile())
 
 
 # --------------------------------------------------------------------------------------
@@ -300,8 +305,8 @@ def test_graph_check_reads_files_and_io(tmp_path, tiny_graphs):
     onnx.save(tiny_graphs["int8"], str(path))
     assert inspect_graph_precision(path, "int8").ok
     assert single_io(path) == (
-        TensorInfo("input", "float32", (-1, 3, 8, 8)),
-        TensorInfo("logits", "float32", (-1, 10)),
+        TensorSpec("input", (-1, 3, 8, 8), "float32"),
+        TensorSpec("logits", (-1, 10), "float32"),
     )
     with pytest.raises(UsageError, match="no ONNX model"):
         inspect_graph_precision(tmp_path / "missing.onnx", "fp32")
@@ -317,14 +322,14 @@ def test_graph_check_on_deploykit_precision_output(tmp_path):
     if not hasattr(precision_module, "make_variant"):
         pytest.skip("deploykit.precision.make_variant has not landed")
     pytest.importorskip("modelopt")
-    from deploykit.build import ensure_onnx_variant
     from deploykit.export import export_model
+    from deploykit.pipeline import ensure_variant
     from deploykit.repository import ModelRepository
 
     repo = ModelRepository(tmp_path / "models")
     export_model("resnet18", repo=repo.root, input_size=32, num_classes=10)
     for precision in ("fp16", "int8"):
-        artifact, made = ensure_onnx_variant(repo, "resnet18", precision)
+        artifact, made = ensure_variant(repo, "resnet18", "onnx", precision)
         assert made and artifact.path.is_file()
         report = check_graph_precision(artifact.path, precision, artifact.variant)
         if precision == "fp16":
@@ -642,9 +647,9 @@ def test_parser_error_formatting_degrades_gracefully():
 # Engines belong to one GPU model and TensorRT release
 # --------------------------------------------------------------------------------------
 
-H100 = GpuInfo("NVIDIA H100 80GB HBM3", "9.0")
-A100 = GpuInfo("NVIDIA A100-SXM4-80GB", "8.0")
-ORIN = GpuInfo("Orin", "8.7")
+H100 = GpuInfo("NVIDIA H100 80GB HBM3", compute_capability="9.0")
+A100 = GpuInfo("NVIDIA A100-SXM4-80GB", compute_capability="8.0")
+ORIN = GpuInfo("Orin", compute_capability="8.7")
 
 
 def test_same_target_is_compatible():
@@ -659,7 +664,7 @@ def test_same_target_is_compatible():
     [
         (EngineTarget("11.4.0.106", H100), ["TensorRT 10.8.0.43 != 11.4.0.106"]),
         (EngineTarget("10.8.0.43", A100), ["compute capability 9.0 != 8.0", "GPU NVIDIA H100 80GB HBM3 != NVIDIA A100-SXM4-80GB"]),
-        (EngineTarget("10.8.0.43", GpuInfo("NVIDIA H100 PCIe", "9.0")), ["GPU NVIDIA H100 80GB HBM3 != NVIDIA H100 PCIe"]),
+        (EngineTarget("10.8.0.43", GpuInfo("NVIDIA H100 PCIe", compute_capability="9.0")), ["GPU NVIDIA H100 80GB HBM3 != NVIDIA H100 PCIe"]),
         (EngineTarget("10.9.0.34", H100), ["TensorRT 10.8.0.43 != 10.9.0.34"]),
     ],
 )
@@ -681,8 +686,8 @@ def test_mismatch_message_says_what_was_built_where():
 # What the build writes: sidecar and config.pbtxt
 # --------------------------------------------------------------------------------------
 
-INPUT = TensorInfo("input", "float32", (-1, 3, 32, 32))
-OUTPUT = TensorInfo("logits", "float32", (-1, 10))
+INPUT = TensorSpec("input", (-1, 3, 32, 32), "float32")
+OUTPUT = TensorSpec("logits", (-1, 10), "float32")
 
 
 def _record(precision="fp16", **overrides):

@@ -380,7 +380,9 @@ def _check_fp16(repo, name, fp32_logits, split):
     assert next(a.i for a in consumers[0].attribute if a.name == "to") == f16
     assert any(n.op_type == "Cast" and "logits" in n.output for n in model.graph.node)
     assert result.bytes < 0.6 * result.parent_bytes
-    from deploykit.trt_support import check_graph_precision  # the TensorRT stage's pre-build check
+    from deploykit.tensorrt.preflight import (
+        check_graph_precision,  # the TensorRT stage's pre-build check
+    )
 
     report = check_graph_precision(str(result.artifact.path), "fp16")
     assert report.fp16_weights == report.weighted_nodes and not report.problems
@@ -420,7 +422,9 @@ def _check_int8(repo, name, fp32_logits, split, tmp_path, method="entropy"):
         assert list(inits[q.input[1]].dims) == [inits[q.input[0]].dims[0]]  # one scale per output channel
     assert quantized_convs >= len(convs) - 1, (quantized_convs, len(convs))
     assert result.quantized["weights"]["per_channel_axes"] == [0]
-    from deploykit.trt_support import check_graph_precision  # the TensorRT stage's pre-build check
+    from deploykit.tensorrt.preflight import (
+        check_graph_precision,  # the TensorRT stage's pre-build check
+    )
 
     report = check_graph_precision(str(result.artifact.path), "int8")
     assert report.per_channel == quantized_convs and report.per_tensor == 0 and not report.problems

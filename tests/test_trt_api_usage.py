@@ -148,7 +148,7 @@ def test_scanner_ignores_allowed_code_and_prose(snippet):
 def test_package_sources_are_found():
     files = sorted(PACKAGE.rglob("*.py"))
     names = {f.relative_to(PACKAGE).as_posix() for f in files}
-    assert {"build.py", "trt_support.py", "runtimes/tensorrt_runner.py"} <= names
+    assert {"tensorrt/build.py", "tensorrt/loading.py", "runtimes/tensorrt_runner.py"} <= names
 
 
 def test_package_uses_no_api_removed_in_tensorrt_11():
@@ -159,7 +159,7 @@ def test_package_uses_no_api_removed_in_tensorrt_11():
 
 
 def test_tensorrt_calls_stay_in_their_modules():
-    """Only build.py and the runner import tensorrt (the rest stays testable without it)."""
+    """Only tensorrt/loading.py imports tensorrt (the rest stays testable without it)."""
     importers = []
     for path in sorted(PACKAGE.rglob("*.py")):
         tree = ast.parse(path.read_text(encoding="utf-8"))
@@ -171,5 +171,15 @@ def test_tensorrt_calls_stay_in_their_modules():
                 modules = [node.module]
             if any(m.split(".")[0] == "tensorrt" for m in modules):
                 importers.append(path.relative_to(PACKAGE).as_posix())
-    assert set(importers) <= {"build.py", "runtimes/tensorrt_runner.py"}, importers
-    assert "build.py" in importers
+    assert set(importers) <= {"tensorrt/loading.py"}, importers
+    assert "tensorrt/loading.py" in importers
+
+
+def test_only_the_build_module_creates_a_builder():
+    """``trt.Builder(...)`` appears in deploykit/tensorrt/build.py and nowhere else."""
+    creators = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Call) and _dotted(node.func).endswith(".Builder"):
+                creators.append(path.relative_to(PACKAGE).as_posix())
+    assert creators == ["tensorrt/build.py"], creators

@@ -62,7 +62,7 @@ def command(
     Writes <repo>/<name>_trt_<precision>/1/model.plan, config.pbtxt and deploykit.json.
     Needs TensorRT 10.1+ and an NVIDIA GPU (see docs/tensorrt.md for the Docker image).
     """
-    from deploykit.build import build_engine
+    from deploykit.tensorrt.build import build_engine
 
     err = console(stderr=True)
     with err.status(f"building {name} ({precision})", spinner="dots") as status:

@@ -9,7 +9,7 @@ https://docs.nvidia.com/deeplearning/tensorrt/latest/_static/python-api/infer/Co
 
 Before deserializing, the runner compares the TensorRT version and GPU recorded in the
 variant's sidecar with this machine and refuses an engine built elsewhere (the comparison is
-:func:`deploykit.trt_support.ensure_engine_compatible`, tested without a GPU). The lines that
+:func:`deploykit.tensorrt.compatibility.ensure_engine_compatible`, tested without a GPU). The lines that
 call ``tensorrt`` were written against its documentation and not run by their authors.
 """
 
@@ -25,15 +25,15 @@ import numpy as np
 from deploykit.artifacts import SIDECAR, Artifact
 from deploykit.errors import DeployKitError, UsageError
 from deploykit.runtimes.base import Runner, TensorSpec
-from deploykit.trt_support import (
-    BatchProfile,
+from deploykit.tensorrt.compatibility import (
     EngineTarget,
-    LayerTimes,
     ensure_engine_compatible,
     gpu_info,
     target_from_sidecar,
-    trt_dtype_name,
 )
+from deploykit.tensorrt.loading import load_tensorrt, require_cuda, trt_dtype_name
+from deploykit.tensorrt.profiles import BatchProfile
+from deploykit.tensorrt.report import LayerTimes
 
 
 def _sidecar_for(path: Path, artifact: Artifact | None) -> dict[str, Any]:
@@ -97,8 +97,6 @@ class TensorRTRunner(Runner):
     # ---- life cycle ----------------------------------------------------------------------
     def _activate_impl(self) -> None:
         import torch
-
-        from deploykit.build import load_tensorrt, require_cuda
 
         if not self.path.is_file():
             raise UsageError(f"no TensorRT engine at {self.path}", hint="make it with `deploykit build NAME`")

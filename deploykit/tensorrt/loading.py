@@ -1,0 +1,161 @@
+"""Loading TensorRT: the import with its install hint, the version rules, CUDA, the logger.
+
+Everything that needs ``tensorrt`` at run time starts here (the builder and the runner); the
+version rules are plain functions tested without TensorRT.
+
+References (TensorRT documentation, cited where a rule depends on them):
+- Migrating 10.x -> 11.x: https://docs.nvidia.com/deeplearning/tensorrt/latest/api/migration/tensorrt-10x-to-11x.html
+- Removed Python APIs: https://docs.nvidia.com/deeplearning/tensorrt/latest/api/migration/tensorrt-10x-to-11x-python-api-reference.html
+"""
+
+from __future__ import annotations
+
+import re
+from types import ModuleType
+from typing import Any
+
+from deploykit._deps import is_available
+from deploykit.errors import DeployKitError, MissingDependencyError
+
+# device_memory_size_v2 (the only device-memory query left in 11.x) arrived with the V2
+# memory APIs in TensorRT 10.1; JetPack 6.1/6.2 ship 10.3.
+MIN_TENSORRT = (10, 1)
+
+TENSORRT_INSTALL_HINT = (
+    "on an x86_64 Linux host with an NVIDIA GPU and CUDA: pip install 'deploykit[gpu]' "
+    "(or pip install tensorrt); or build and run the docker/Dockerfile.trt image "
+    "(docs/tensorrt.md); on Jetson, TensorRT comes with JetPack 6.1+ "
+    "(apt install nvidia-jetpack, which provides python3-libnvinfer)"
+)
+
+
+def tensorrt_missing_error(purpose: str = "building TensorRT engines") -> MissingDependencyError:
+    """The error for a machine without the ``tensorrt`` module, naming every way to get it."""
+    error = MissingDependencyError("tensorrt", "gpu", purpose)
+    error.hint = TENSORRT_INSTALL_HINT
+    return error
+
+
+def parse_version(version: str) -> tuple[int, ...]:
+    """``"10.8.0.43"`` -> ``(10, 8, 0, 43)``; non-numeric tails (``"11.0.0rc1"``) are cut."""
+    parts = []
+    for piece in str(version).split("."):
+        digits = re.match(r"\d+", piece)
+        if not digits:
+            break
+        parts.append(int(digits.group()))
+        if digits.group() != piece:
+            break
+    if not parts:
+        raise DeployKitError(f"cannot read the TensorRT version {version!r}")
+    return tuple(parts)
+
+
+def check_tensorrt_version(version: str) -> tuple[int, ...]:
+    """Refuse TensorRT older than :data:`MIN_TENSORRT` (no strongly typed ONNX path, no V2 memory API)."""
+    parsed = parse_version(version)
+    if parsed[:2] < MIN_TENSORRT:
+        need = ".".join(map(str, MIN_TENSORRT))
+        raise DeployKitError(
+            f"TensorRT {version} is too old: deploykit needs {need} or newer",
+            hint=f"upgrade TensorRT ({TENSORRT_INSTALL_HINT})",
+        )
+    return parsed
+
+
+def uses_strongly_typed_flag(version: str) -> bool:
+    """Whether ``create_network`` must be given ``NetworkDefinitionCreationFlag.STRONGLY_TYPED``.
+
+    TensorRT 10.x builds weakly typed networks unless the flag is set. In 11.x every network
+    is strongly typed and the flag is deprecated and ignored, so deploykit passes 0 there
+    ("Strongly Typed Networks Are Now Required", migration guide above).
+    """
+    return check_tensorrt_version(version)[0] < 11
+
+
+def same_tensorrt_release(a: str, b: str) -> bool:
+    """Engines only load in the TensorRT release that built them: compare major.minor.patch."""
+    return parse_version(a)[:3] == parse_version(b)[:3]
+
+
+
+
+# tensorrt.DataType member names -> numpy/torch dtype names
+TRT_DTYPES = {
+    "FLOAT": "float32",
+    "HALF": "float16",
+    "BF16": "bfloat16",
+    "INT8": "int8",
+    "UINT8": "uint8",
+    "INT32": "int32",
+    "INT64": "int64",
+    "BOOL": "bool",
+}
+
+
+def trt_dtype_name(dtype: Any) -> str:
+    """``tensorrt.DataType.HALF`` -> ``"float16"`` (works on the enum or its name)."""
+    name = getattr(dtype, "name", None) or str(dtype).rsplit(".", 1)[-1]
+    try:
+        return TRT_DTYPES[str(name).upper()]
+    except KeyError:
+        raise DeployKitError(f"unsupported TensorRT tensor type {name}") from None
+
+
+
+def load_tensorrt(purpose: str = "building TensorRT engines") -> ModuleType:
+    """Import ``tensorrt`` (10.1+), or raise an error that says how to get it."""
+    if not is_available("tensorrt"):
+        raise tensorrt_missing_error(purpose)
+    try:
+        import tensorrt as trt
+    except (ImportError, OSError) as exc:  # the wheel is there but libnvinfer/CUDA is not
+        raise DeployKitError(
+            f"tensorrt is installed but cannot be loaded: {str(exc).splitlines()[0]}",
+            hint=TENSORRT_INSTALL_HINT,
+        ) from exc
+    check_tensorrt_version(trt.__version__)
+    return trt
+
+
+def require_cuda(device: int = 0) -> None:
+    import torch
+
+    if not torch.cuda.is_available():
+        raise DeployKitError(
+            "no CUDA GPU is visible: TensorRT builds and runs engines on an NVIDIA GPU",
+            hint="run on a GPU host (docker run --gpus all ..., see docs/tensorrt.md)",
+        )
+    if not 0 <= device < torch.cuda.device_count():
+        raise DeployKitError(f"CUDA device {device} does not exist (this machine has {torch.cuda.device_count()})")
+
+
+class Messages:
+    """TensorRT log messages kept for error reports (errors always, warnings counted)."""
+
+    def __init__(self) -> None:
+        self.errors: list[str] = []
+        self.warnings: list[str] = []
+
+    def tail(self, n: int = 5) -> str:
+        return " | ".join(self.errors[-n:])
+
+
+def collecting_logger(trt: ModuleType, messages: Messages):
+    """An ILogger that collects messages instead of printing them over the progress display.
+
+    ILogger subclasses must call ``trt.ILogger.__init__`` (Logger reference:
+    https://docs.nvidia.com/deeplearning/tensorrt/latest/_static/python-api/infer/Core/Logger.html).
+    """
+
+    class CollectingLogger(trt.ILogger):
+        def __init__(self) -> None:
+            trt.ILogger.__init__(self)
+
+        def log(self, severity, msg):
+            if severity in (trt.ILogger.Severity.INTERNAL_ERROR, trt.ILogger.Severity.ERROR):
+                messages.errors.append(str(msg))
+            elif severity == trt.ILogger.Severity.WARNING:
+                messages.warnings.append(str(msg))
+
+    return CollectingLogger()
