@@ -3,7 +3,7 @@
 #
 # Why separate: PyTriton (nvidia-pytriton, which bundles a real tritonserver) pins numpy<2, while
 # the main environment needs numpy 2 (torch, onnx, modelopt). `deploykit serve` runs in the main
-# environment and launches `python -m deploykit.serve.server` with this environment's interpreter.
+# environment and launches `python -m deploykit.serve.process` with this environment's interpreter.
 # The server imports only torch-free deploykit modules, numpy<2, onnxruntime and pytriton.
 #
 # Idempotent: does nothing when the environment already matches this script (a stamp file holds

@@ -159,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     from deploykit.machine import describe_machine
     from deploykit.runtimes import get_runner
     from deploykit.serve.client import batching_summary, model_statistics
-    from deploykit.serve.server import LocalServer
+    from deploykit.serve.launcher import LocalServer
 
     load_before = os.getloadavg()
     work = Path(tempfile.mkdtemp(prefix="deploykit-serve-bench-"))

@@ -706,7 +706,7 @@ def _export_into(
     from deploykit import __version__
     from deploykit.artifacts import now_iso, variant_name
     from deploykit.data import preprocess_batch
-    from deploykit.triton_config import (
+    from deploykit.triton.config import (
         PLATFORMS,
         TensorConfig,
         TritonModelConfig,

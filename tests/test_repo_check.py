@@ -19,9 +19,14 @@ from click.testing import CliRunner
 
 from deploykit.cli import cli
 from deploykit.repository import ModelRepository
-from deploykit.serve import pbtxt
 from deploykit.serve.check import check_repository, engine_profile
-from deploykit.triton_config import TensorConfig, TritonModelConfig, default_preferred
+from deploykit.triton.config import (
+    ConfigError,
+    TensorConfig,
+    TritonModelConfig,
+    default_preferred,
+    parse_config,
+)
 
 onnx = pytest.importorskip("onnx")
 
@@ -237,70 +242,75 @@ def test_repo_list_shows_variants(good_repo):
     assert [r["variant"] for r in json.loads(result.output)] == ["tiny_onnx_fp32", "tiny_trt_fp16"]
 
 
-# ---- the parser itself ------------------------------------------------------------------------------
+# ---- the parser: Triton's own ModelConfig schema through protobuf's text_format ---------------------------
 def test_parser_reads_what_triton_config_renders():
     text = _config("m", max_batch_size=32)
-    msg = pbtxt.parse(text)
-    assert msg.get("name") == "m" and msg.get_int("max_batch_size") == 32
-    (inp,) = msg.messages("input")
-    assert inp.all("dims") == [3, 8, 8] and str(inp.get("data_type")) == "TYPE_FP32"
-    assert msg.messages("dynamic_batching")[0].all("preferred_batch_size") == [4, 8, 16, 32]
-    assert pbtxt.schema_error(text) is None
+    msg = parse_config(text)
+    assert msg.name == "m" and msg.max_batch_size == 32
+    (inp,) = msg.input
+    assert list(inp.dims) == [3, 8, 8] and type(msg).DESCRIPTOR.fields_by_name["input"] is not None
+    assert list(msg.dynamic_batching.preferred_batch_size) == [4, 8, 16, 32]
+    assert parse_config(text) == TritonModelConfig(
+        name="m", platform="onnxruntime_onnx", max_batch_size=32,
+        inputs=(TensorConfig("x", "float32", (3, 8, 8)),), outputs=(TensorConfig("logits", "float32", (10,)),),
+        preferred_batch_sizes=default_preferred(32),
+    ).to_proto()  # fmt: skip
 
 
 def test_parser_text_format_details():
-    msg = pbtxt.parse(
+    msg = parse_config(
         textwrap.dedent(
             """
             # comment
             name: "a" 'b'  # adjacent strings concatenate
-            f: -1.5e-3; h: 0x10, i: inf
-            dims: [ -1 ] dims: 4
-            sub < k: true >
-            sub: { k: false }
+            max_batch_size: 0x10;
+            input [ { name: "x" dims: [ -1 ] dims: 4 } ]
+            dynamic_batching < preserve_ordering: true >
             parameters { key: "x" value: { string_value: "\\x41\\n" } }
             """
         )
     )
-    assert msg.get("name") == "ab"
-    assert msg.get("f") == -1.5e-3 and msg.get("h") == 16 and msg.get("i") == float("inf")
-    assert msg.all("dims") == [-1, 4]
-    assert [m.get_bool("k") for m in msg.messages("sub")] == [True, False]
-    assert msg.messages("parameters")[0].messages("value")[0].get("string_value") == "A\n"
+    assert msg.name == "ab" and msg.max_batch_size == 16
+    assert list(msg.input[0].dims) == [-1, 4]
+    assert msg.dynamic_batching.preserve_ordering is True
+    assert msg.parameters["x"].string_value == "A\n"
 
 
 @pytest.mark.parametrize(
-    "text, where",
+    "text, where, kind",
     [
-        ('name: "unterminated', "1:7"),
-        ("max_batch_size 8", "1:16"),
-        ("input [ { name: \"x\" }", "1:22"),
-        ("dims: [ 1 2 ]", "1:11"),
-        ("a: 1x", "1:4"),
-        ("a { b: 1", "1:9"),
-        ("a: @", "1:4"),
+        ('name: "unterminated', "1:7", "syntax"),
+        ("max_batch_size 8", "1:16", "syntax"),
+        ('input [ { name: "x" }', "1:22", "syntax"),
+        ("input { dims: [ 1 2 ] }", "1:19", "syntax"),
+        ("max_batch_size: 1x", "1:17", "schema"),
+        ("dynamic_batching { max_queue_delay_microseconds: 1", "1:50", "syntax"),
+        ("name: @", "1:7", "syntax"),
+        ("max_batch: 8", "1:1", "schema"),
+        ("input { data_type: TYPE_FOO }", "1:20", "schema"),
     ],
 )
-def test_parser_errors_have_positions(text, where):
-    with pytest.raises(pbtxt.PbtxtError) as info:
-        pbtxt.parse(text)
-    assert str(info.value).startswith(where), str(info.value)
+def test_parser_errors_have_positions(text, where, kind):
+    with pytest.raises(ConfigError) as info:
+        parse_config(text)
+    assert str(info.value).startswith(f"config.pbtxt:{where}:"), str(info.value)
+    assert info.value.kind == kind
 
 
-def test_repo_check_works_without_tritonclient_and_grpc(good_repo):
-    """The plain parser alone: repo check on a core install (tritonclient/grpc blocked)."""
+def test_repo_check_reads_configs_without_grpc_or_torch(good_repo):
+    """Triton's schema is loaded by path: repo check imports neither grpc nor torch nor pytriton."""
     code = textwrap.dedent(
         f"""
         import sys, importlib.abc
         class Blocker(importlib.abc.MetaPathFinder):
             def find_spec(self, name, path=None, target=None):
-                if name.split(".")[0] in ("tritonclient", "grpc", "pytriton", "torch"):
+                if name.split(".")[0] in ("grpc", "pytriton", "torch"):
                     raise ImportError(name)
         sys.meta_path.insert(0, Blocker())
         from deploykit.serve.check import check_repository
         report = check_repository({str(good_repo.root)!r})
-        assert report.ok and not report.schema_checked, report
-        assert "tritonclient" not in sys.modules and "grpc" not in sys.modules
+        assert report.ok and report.schema_checked, report
+        assert "grpc" not in sys.modules and "torch" not in sys.modules
         print("ok")
         """
     )
@@ -309,11 +319,30 @@ def test_repo_check_works_without_tritonclient_and_grpc(good_repo):
     assert proc.stdout.strip() == "ok"
 
 
+def test_repo_check_without_tritonclient_names_the_extra(good_repo):
+    code = textwrap.dedent(
+        """
+        import sys, importlib.abc
+        class Blocker(importlib.abc.MetaPathFinder):
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] == "tritonclient":
+                    raise ImportError(name)
+        sys.meta_path.insert(0, Blocker())
+        from deploykit.cli import cli
+        cli(args=["repo", "check", "--repo", sys.argv[1]], prog_name="deploykit")
+        """
+    )
+    proc = subprocess.run([sys.executable, "-c", code, str(good_repo.root)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1, proc.stderr
+    assert "'tritonclient' is needed" in proc.stderr and "deploykit[onnx]" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
 def test_engine_profile_forms():
     assert engine_profile({"build": {"profile": {"min": [1, 3], "max": [32, 3]}}})["max_batch"] == 32
     assert engine_profile({"profile": {"min": 1, "opt": 8, "max": 16}})["max_batch"] == 16
     assert engine_profile({"tensorrt": {"profile": {"input": {"max": [4, 3, 8, 8]}}}})["max_batch"] == 4
     assert engine_profile({"build": {"precision": "fp16"}}) is None
-    # what deploykit.trt_support.engine_sidecar writes
+    # what deploykit.tensorrt.record.engine_sidecar writes
     written = {"profile": {"input": "input", "batch": {"min": 1, "opt": 8, "max": 32}, "min": [1, 3, 8, 8], "opt": [8, 3, 8, 8], "max": [32, 3, 8, 8]}}
     assert engine_profile(written) == {"max_batch": 32, "max_shape": [32, 3, 8, 8]}

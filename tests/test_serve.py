@@ -22,12 +22,9 @@ from click.testing import CliRunner
 
 from deploykit.cli import cli
 from deploykit.errors import DeployKitError, UsageError
-from deploykit.serve.server import (
-    LocalServer,
-    ensure_libpython_on_path,
-    find_server_python,
-    plan_repository,
-)
+from deploykit.serve.launcher import LocalServer, find_server_python
+from deploykit.serve.plan import plan_repository
+from deploykit.serve.protocol import ensure_libpython_on_path
 
 MODEL = "resnet18_onnx_fp32"
 MAX_BATCH = 8

@@ -20,7 +20,7 @@ def check(repo: str, fmt: str, strict: bool) -> None:
     """Validate every model folder the way Triton will load it.
 
     \b
-    Checks: config.pbtxt parses (Triton's schema when tritonclient is installed), numeric
+    Checks: config.pbtxt parses as Triton's ModelConfig (line and column on error), numeric
     version folders, the model file name for the platform, dims and dtypes against the ONNX
     file (batch dimension left out when max_batch_size > 0), max_batch_size within a
     TensorRT engine's profile (from its sidecar), instance_group kind, dynamic batching.
@@ -73,8 +73,6 @@ def _render_check(report) -> None:
             table.add_row(name, f"[{color}]{p.severity}[/{color}]", p.code, text)
         out.print(table)
     notes = []
-    if not report.schema_checked:
-        notes.append("Triton's protobuf schema not available (install deploykit[serve]): syntax checked only")
     if not report.dims_checked:
         notes.append("onnx not installed (deploykit[onnx]): dims not compared with the ONNX files")
     for note in notes:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from deploykit.commands._common import repo_option
+from deploykit.runtimes import servable_backends
 
 
 @click.command(name="serve")
@@ -16,7 +17,7 @@ from deploykit.commands._common import repo_option
 @click.option("--metrics-port", type=click.IntRange(1, 65535), default=8002, show_default=True)
 @click.option(
     "--backend",
-    type=click.Choice(["onnxruntime", "openvino", "tensorrt"]),
+    type=click.Choice(servable_backends()),
     default="onnxruntime",
     show_default=True,
     help="Runner behind every model: ONNX variants for onnxruntime/openvino, plans for tensorrt.",
@@ -46,7 +47,8 @@ def command(repo, models, host, http_port, grpc_port, metrics_port, backend, thr
 
     from deploykit.commands._common import split_list
     from deploykit.errors import UsageError
-    from deploykit.serve.server import LocalServer, plan_repository
+    from deploykit.serve.launcher import LocalServer
+    from deploykit.serve.plan import plan_repository
 
     names = split_list(models) or None
     if len({http_port, grpc_port, metrics_port}) != 3:

@@ -235,7 +235,7 @@ def make_variant(
     from deploykit.fileio import atomic_directory, atomic_write_json, sha256_file
     from deploykit.precision._modelopt import io_types, modelopt_version, require_modelopt
     from deploykit.repository import validate_name
-    from deploykit.triton_config import (
+    from deploykit.triton.config import (
         PLATFORMS,
         TensorConfig,
         TritonModelConfig,

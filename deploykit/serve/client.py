@@ -240,6 +240,41 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
+def _request(client, url: str, protocol: str, model: str, version: str, timeout: float, pre: _Pre, rgb: list) -> tuple[np.ndarray, float]:
+    """Check the model takes a batch of these images, send them, return (logits, round-trip ms)."""
+    from deploykit.data import preprocess
+
+    try:
+        io = model_io(client, protocol, model, version)
+    except DeployKitError:
+        raise
+    except Exception as exc:  # tritonclient / gevent / grpc errors
+        raise _friendly(exc, url, model) from None
+    if io.input_datatype != "FP32" or len(io.input_shape) != 4 or io.max_batch_size < 1:
+        raise DeployKitError(f"{model} takes {io.input_datatype} {list(io.input_shape)}: not a batched image classifier")
+    if len(rgb) > io.max_batch_size:
+        raise UsageError(f"{len(rgb)} images exceed {model}'s max_batch_size {io.max_batch_size}", hint="send fewer images")
+    height, width = io.input_shape[2], io.input_shape[3]
+    size = height if height > 0 and height == width and height != pre.crop else None
+    batch = np.stack([preprocess(image, pre, size) for image in rgb])
+    start = time.perf_counter()
+    try:
+        logits = infer_array(client, protocol, model, io, batch, version, timeout)
+    except Exception as exc:
+        raise _friendly(exc, url, model) from None
+    return logits, (time.perf_counter() - start) * 1e3
+
+
+def _top(images, probs: np.ndarray, labels: list[str] | None, top: int) -> tuple[ImagePrediction, ...]:
+    k = min(top, probs.shape[1])
+    results = []
+    for path, p in zip(images, probs, strict=True):
+        order = np.argsort(-p, kind="stable")[:k]
+        predictions = tuple(Prediction(int(i), labels[i] if labels and i < len(labels) else None, float(p[i])) for i in order)
+        results.append(ImagePrediction(image=str(path), top=predictions))
+    return tuple(results)
+
+
 def infer(
     model: str,
     images: Sequence[str | os.PathLike],
@@ -251,7 +286,7 @@ def infer(
     timeout: float = 60.0,
 ) -> InferResult:
     """Preprocess ``images``, send them as one batch, return the top-``top`` classes per image."""
-    from deploykit.data import load_rgb, preprocess
+    from deploykit.data import load_rgb
 
     if not images:
         raise UsageError("no images given")
@@ -265,42 +300,12 @@ def infer(
 
     client = connect(url, protocol, timeout)
     try:
-        try:
-            io = model_io(client, protocol, model, version)
-        except DeployKitError:
-            raise
-        except Exception as exc:  # tritonclient / gevent / grpc errors
-            raise _friendly(exc, url, model) from None
-        if io.input_datatype != "FP32" or len(io.input_shape) != 4 or io.max_batch_size < 1:
-            raise DeployKitError(f"{model} takes {io.input_datatype} {list(io.input_shape)}: not a batched image classifier")
-        if len(images) > io.max_batch_size:
-            raise UsageError(f"{len(images)} images exceed {model}'s max_batch_size {io.max_batch_size}", hint="send fewer images")
-        height, width = io.input_shape[2], io.input_shape[3]
-        size = height if height > 0 and height == width and height != pre.crop else None
-        batch = np.stack([preprocess(image, pre, size) for image in rgb])
-        start = time.perf_counter()
-        try:
-            logits = infer_array(client, protocol, model, io, batch, version, timeout)
-        except Exception as exc:
-            raise _friendly(exc, url, model) from None
-        round_trip_ms = (time.perf_counter() - start) * 1e3
+        logits, round_trip_ms = _request(client, url, protocol, model, version, timeout, pre, rgb)
     finally:
         client.close()
 
     probs = _softmax(np.asarray(logits, dtype=np.float64).reshape(len(images), -1))
-    k = min(top, probs.shape[1])
-    results = []
-    for path, p in zip(images, probs, strict=True):
-        order = np.argsort(-p, kind="stable")[:k]
-        results.append(
-            ImagePrediction(
-                image=str(path),
-                top=tuple(
-                    Prediction(int(i), labels[i] if labels and i < len(labels) else None, float(p[i]))
-                    for i in order
-                ),
-            )
-        )
+    results = _top(images, probs, labels, top)
     return InferResult(
         model=model,
         url=url,
@@ -308,5 +313,5 @@ def infer(
         batch_size=len(images),
         round_trip_ms=round_trip_ms,
         preprocessing_source=source,
-        results=tuple(results),
+        results=results,
     )
