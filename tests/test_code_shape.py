@@ -28,8 +28,6 @@ MIN_SIMILAR = 6
 
 # "path::function" (methods "path::Class.method", nested "path::outer.inner") over MAX_LINES.
 ALLOWLIST = {
-    "deploykit/build.py::_trt_build",
-    "deploykit/build.py::build_engine",
     "deploykit/commands/export.py::command",
     "deploykit/commands/parity.py::command",
     "deploykit/commands/parity.py::render_table",
@@ -41,12 +39,6 @@ ALLOWLIST = {
     "deploykit/precision/fp16.py::convert_onnx_fp16",
     "deploykit/precision/int8.py::_percentile_scales",
     "deploykit/precision/int8.py::quantize_onnx_int8",
-    "deploykit/serve/check.py::_compare_tensors",
-    "deploykit/serve/check.py::_check_config",
-    "deploykit/serve/client.py::infer",
-    "deploykit/serve/pbtxt.py::_tokens",
-    "deploykit/serve/server.py::serve_forever",
-    "deploykit/trt_support.py::inspect_graph_precision",
 }
 
 # Repeated blocks allowed for now: "module + module" (sorted) -> how many such blocks.
