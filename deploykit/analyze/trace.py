@@ -27,7 +27,6 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from deploykit.analyze.layers import (
-    _NORM_OPS,
     _first_tensor,
     _functional_row,
     _module_row,
@@ -37,6 +36,7 @@ from deploykit.analyze.layers import (
     _tensors,
     _tup,
 )
+from deploykit.analyze.meta_ops import meta_shortcut, skip_meta_init
 from deploykit.analyze.stats import LayerStats, ModelStats, Shape, normalize_input_size
 from deploykit.errors import UsageError
 
@@ -198,16 +198,8 @@ class _Tracer:
 
         class _Mode(TorchFunctionMode):
             def __torch_function__(self, func, types, args=(), kwargs=None):
-                first = args[0] if args else None
-                if (
-                    getattr(func, "__name__", "") in _NORM_OPS
-                    and isinstance(first, torch.Tensor)
-                    and first.is_meta
-                ):
-                    # Meta normalization runs a Python decomposition (most of the time of a
-                    # ResNet-152 trace); its result is just a tensor of the input's shape.
-                    out = torch.empty_like(first)
-                else:
+                out = meta_shortcut(getattr(func, "__name__", ""), args, kwargs or {})
+                if out is None:
                     out = func(*args, **(kwargs or {}))
                 if isinstance(out, torch.Tensor) or (
                     isinstance(out, (tuple, list)) and out and isinstance(out[0], torch.Tensor)
@@ -302,7 +294,7 @@ def _meta_subject(model: nn.Module | str, input_size, num_classes: int):
         from deploykit.zoo import get_card, get_model
 
         card = get_card(model)
-        with torch.device("meta"):
+        with torch.device("meta"), skip_meta_init():
             module = get_model(card.name, num_classes=num_classes)
         return module, card.name, normalize_input_size(input_size, default=card.input_size), None
     meta_state = {
