@@ -130,3 +130,30 @@ def test_no_repeated_blocks_but_the_baseline():
     )
     shrunk = {k: n for k, n in DUPLICATE_BASELINE.items() if blocks.get(k, 0) < n}
     assert not shrunk, f"fewer repeated blocks now: lower DUPLICATE_BASELINE to {dict(blocks)}"
+
+
+# Only the TensorRT build module creates a Builder (import contracts cannot say this: every
+# TensorRT module imports tensorrt).
+BUILDER_MODULES = {"deploykit/tensorrt/build.py", "deploykit/build.py"}
+_BUILDER_CALLS = {"Builder", "create_builder", "create_inference_builder"}
+
+
+def builder_calls() -> dict[str, list[int]]:
+    """deploykit/ file -> lines that call ``*.Builder(...)`` or a ``create_builder``-style factory."""
+    found: dict[str, list[int]] = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        rel = path.relative_to(ROOT).as_posix()
+        for node in ast.walk(ast.parse(path.read_text(), filename=rel)):
+            if isinstance(node, ast.Call):
+                func = node.func
+                name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+                if name in _BUILDER_CALLS:
+                    found.setdefault(rel, []).append(node.lineno)
+    return found
+
+
+def test_only_the_tensorrt_build_module_creates_a_builder():
+    found = builder_calls()
+    outside = {path: lines for path, lines in found.items() if path not in BUILDER_MODULES}
+    assert not outside, f"a TensorRT Builder is created outside {sorted(BUILDER_MODULES)}: {outside}"
+    assert set(found) & BUILDER_MODULES, "the check found no Builder at all: is it still looking?"
