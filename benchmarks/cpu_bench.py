@@ -29,19 +29,23 @@ BACKENDS = ("torch", "onnxruntime", "openvino")
 PRECISIONS = ("fp32", "int8")
 ORT_VS_TORCH_TARGET = 0.5
 INT8_VS_FP32_TARGET = 0.8
+SGEMM_GOAL = 0.75
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--models", default=",".join(DEFAULT_MODELS))
     p.add_argument("--batches", default="1,8")
+    p.add_argument("--backends", default=",".join(BACKENDS), help="a reduced run may leave some out")
+    p.add_argument("--precisions", default=",".join(PRECISIONS))
     p.add_argument("--repo", default="models", help="model repository (artifacts are made here when missing)")
     p.add_argument("--out", type=Path, default=HERE / "results", help="folder for cpu_bench.json / .md")
     p.add_argument("--name", default="cpu_bench", help="file stem of the outputs")
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--iterations", type=int, default=10, help="least timed calls (two windows)")
     p.add_argument("--max-seconds", type=float, default=40.0, help="timing cap per configuration")
-    p.add_argument("--threads", type=int, default=None, help="intra-op threads (default: each backend's)")
+    p.add_argument("--threads", default="1,all",
+                   help="comma-separated thread counts; 'all' = all physical cores (default: 1,all)")
     p.add_argument("--input-size", type=int, default=None)
     p.add_argument("--no-isolate", action="store_true")
     p.add_argument("--docs", type=Path, default=HERE.parent / "docs" / "bench.md",
@@ -86,12 +90,43 @@ def update_docs(docs: Path, results: Path) -> list[str]:
     return done
 
 
-def _p50(run, model: str, backend: str, precision: str, batch: int) -> float | None:
+def _result(run, model: str, backend: str, precision: str, batch: int, threads: int):
     for r in run.results:
         c = r.config
-        if r.ok and (c.model, c.backend, c.precision, c.batch) == (model, backend, precision, batch):
-            return r.latency.p50_ms
+        if r.ok and (c.model, c.backend, c.precision, c.batch, c.threads) == (model, backend, precision, batch, threads):
+            return r
     return None
+
+
+def _p50(run, model: str, backend: str, precision: str, batch: int, threads: int) -> float | None:
+    r = _result(run, model, backend, precision, batch, threads)
+    return r.latency.p50_ms if r else None
+
+
+def _names(text: str) -> list[str]:
+    return [x.strip() for x in text.split(",") if x.strip()]
+
+
+def thread_counts(text: str, physical_cores: int) -> list[int]:
+    """'1,all' -> [1, physical cores] (deduplicated, in order)."""
+    counts = [physical_cores if t.strip() == "all" else int(t) for t in text.split(",") if t.strip()]
+    if not counts or min(counts) < 1:
+        raise SystemExit(f"--threads: positive counts or 'all', got {text!r}")
+    return list(dict.fromkeys(counts))
+
+
+def ceiling_rows(run) -> list[dict]:
+    """Per (model, batch, threads): the best FP32 configuration and its fraction of the SGEMM and
+    copy ceilings measured in its own worker, beside the clock estimate."""
+    keys = list(dict.fromkeys((r.config.model, r.config.batch, r.config.threads) for r in run.results))
+    rows = []
+    for model, batch, threads in keys:
+        fp32 = [r for b in BACKENDS if (r := _result(run, model, b, "fp32", batch, threads)) is not None]
+        if not fp32:
+            continue
+        best = min(fp32, key=lambda r: r.latency.p50_ms)
+        rows.append({"model": model, "batch": batch, "threads": threads, "best": best})
+    return rows
 
 
 def _geomean(values: list[float]) -> float | None:
@@ -101,19 +136,20 @@ def _geomean(values: list[float]) -> float | None:
 
 def target_rows(run) -> tuple[list[dict], list[dict]]:
     """Per (model, batch): the two target ratios, and per-backend INT8/FP32 ratios."""
-    keys = list(dict.fromkeys((r.config.model, r.config.batch) for r in run.results))  # run order
+    keys = list(dict.fromkeys((r.config.model, r.config.batch, r.config.threads) for r in run.results))
     targets, int8 = [], []
-    for model, batch in keys:
-        torch_fp32 = _p50(run, model, "torch", "fp32", batch)
-        ort_fp32 = _p50(run, model, "onnxruntime", "fp32", batch)
-        fp32 = {b: _p50(run, model, b, "fp32", batch) for b in BACKENDS}
-        q = {b: _p50(run, model, b, "int8", batch) for b in ("onnxruntime", "openvino")}
+    for model, batch, threads in keys:
+        torch_fp32 = _p50(run, model, "torch", "fp32", batch, threads)
+        ort_fp32 = _p50(run, model, "onnxruntime", "fp32", batch, threads)
+        fp32 = {b: _p50(run, model, b, "fp32", batch, threads) for b in BACKENDS}
+        q = {b: _p50(run, model, b, "int8", batch, threads) for b in ("onnxruntime", "openvino")}
         best_fp32 = min(((v, b) for b, v in fp32.items() if v), default=None)
         best_int8 = min(((v, b) for b, v in q.items() if v), default=None)
         targets.append(
             {
                 "model": model,
                 "batch": batch,
+                "threads": threads,
                 "ort_vs_torch": ort_fp32 / torch_fp32 if ort_fp32 and torch_fp32 else None,
                 "best_fp32": best_fp32,
                 "best_int8": best_int8,
@@ -124,6 +160,7 @@ def target_rows(run) -> tuple[list[dict], list[dict]]:
             {
                 "model": model,
                 "batch": batch,
+                "threads": threads,
                 **{b: (q[b] / fp32[b] if q[b] and fp32[b] else None) for b in ("onnxruntime", "openvino")},
             }
         )
@@ -138,6 +175,28 @@ def _verdict(v: float | None, target: float) -> str:
     if v is None:
         return "not measured"
     return "met" if v <= target else "**missed**"
+
+
+def _pct(v: float | None) -> str:
+    return "-" if v is None else f"{v * 100:.0f} %"
+
+
+def ceiling_markdown(run) -> list[str]:
+    """Goal 3 of issue 13: the best FP32 backend against the ceilings measured in its worker."""
+    lines = ["", "## Best FP32 against the measured ceilings", "",
+             f"SGEMM and copy bandwidth measured in the same worker process and thread count, right after "
+             f"timing (deploykit.ceilings); the clock estimate ('% peak') beside them. Goal: >= "
+             f"{SGEMM_GOAL * 100:.0f} % of SGEMM for resnet50 and vgg16 at batch 8 on all cores.", "",
+             "| model | batch | threads | best FP32 | GFLOP/s | SGEMM GFLOP/s | % SGEMM | copy GB/s | % copy | % peak (clock) |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for row in ceiling_rows(run):
+        r, c = row["best"], row["best"].ceilings or {}
+        gflops = f"{r.achieved_gflops:.1f}" if r.achieved_gflops else "-"
+        sgemm = f"{c['sgemm_gflops']:.0f}" if c else "-"
+        copy = f"{c['copy_gbps']:.1f}" if c else "-"
+        lines.append(f"| {row['model']} | {row['batch']} | {row['threads']} | {r.config.label} | {gflops} | {sgemm} | "
+                     f"{_pct(r.sgemm_fraction)} | {copy} | {_pct(r.copy_fraction)} | {_pct(r.peak_fraction)} |")
+    return lines
 
 
 def render_markdown(run, elapsed: float, load_before: tuple[float, ...], load_after: tuple[float, ...]) -> str:
@@ -156,14 +215,14 @@ def render_markdown(run, elapsed: float, load_before: tuple[float, ...], load_af
     lines.append("")
     lines.append("## Targets (ratios measured side by side in this run)")
     lines.append("")
-    lines.append(f"| model | batch | ORT FP32 / torch FP32 (target <= {ORT_VS_TORCH_TARGET}) | | "
+    lines.append(f"| model | batch | threads | ORT FP32 / torch FP32 (target <= {ORT_VS_TORCH_TARGET}) | | "
                  f"best INT8 / best FP32 (target <= {INT8_VS_FP32_TARGET}) | | best FP32 | best INT8 |")
-    lines.append("|---|---|---|---|---|---|---|---|")
+    lines.append("|---|---|---|---|---|---|---|---|---|")
     for t in targets:
         best_fp32 = f"{t['best_fp32'][1]} {t['best_fp32'][0]:.2f} ms" if t["best_fp32"] else "-"
         best_int8 = f"{t['best_int8'][1]} {t['best_int8'][0]:.2f} ms" if t["best_int8"] else "-"
         lines.append(
-            f"| {t['model']} | {t['batch']} | {_ratio(t['ort_vs_torch'])} | {_verdict(t['ort_vs_torch'], ORT_VS_TORCH_TARGET)} "
+            f"| {t['model']} | {t['batch']} | {t['threads']} | {_ratio(t['ort_vs_torch'])} | {_verdict(t['ort_vs_torch'], ORT_VS_TORCH_TARGET)} "
             f"| {_ratio(t['int8_vs_fp32'])} | {_verdict(t['int8_vs_fp32'], INT8_VS_FP32_TARGET)} | {best_fp32} | {best_int8} |"
         )
     g1 = _geomean([t["ort_vs_torch"] for t in targets])
@@ -183,10 +242,12 @@ def render_markdown(run, elapsed: float, load_before: tuple[float, ...], load_af
     lines.append("Below 1 means INT8 is faster on this CPU. Without VNNI, ONNX Runtime's INT8 kernels are "
                  "expected above 1 and OpenVINO's below (DESIGN.md); these are the measured ratios.")
     lines.append("")
-    lines.append("| model | batch | ONNX Runtime INT8/FP32 | OpenVINO INT8/FP32 |")
-    lines.append("|---|---|---|---|")
+    lines.append("| model | batch | threads | ONNX Runtime INT8/FP32 | OpenVINO INT8/FP32 |")
+    lines.append("|---|---|---|---|---|")
     for row in int8:
-        lines.append(f"| {row['model']} | {row['batch']} | {_ratio(row['onnxruntime'])} | {_ratio(row['openvino'])} |")
+        lines.append(f"| {row['model']} | {row['batch']} | {row['threads']} | {_ratio(row['onnxruntime'])} "
+                     f"| {_ratio(row['openvino'])} |")
+    lines += ceiling_markdown(run)
     lines.append("")
     lines.append("## All configurations")
     lines.append("")
@@ -214,20 +275,21 @@ def main(argv: list[str] | None = None) -> int:
             f"other processes were running: load average {load_before[0]:.1f} on {cpus} CPUs at the start, so "
             "absolute times are inflated and noisier; ratios were measured side by side in the same conditions"
         )
-    notes.append(
-        f"threads per backend: {args.threads}" if args.threads
-        else "threads per backend: each backend's default (all cores)"
-    )
-    if notes[0].startswith("other processes") and not args.threads:
-        notes.append(
-            "with other processes on the cores, PyTorch's spin-waiting OpenMP threads can slow torch eager far "
-            "more than the other backends; --threads 1 gives a fairer comparison on a busy machine"
+    from deploykit.machine import describe_machine
+
+    physical = describe_machine().physical_cores or cpus
+    threads = thread_counts(args.threads, physical)
+    notes.append(f"threads per backend: {', '.join(map(str, threads))} ({physical} physical cores); SGEMM and "
+                 "copy ceilings measured in every worker at its thread count")
+    configs = [
+        config
+        for n in threads
+        for config in bench.expand_matrix(
+            models, _names(args.backends), _names(args.precisions), batches,
+            device="cpu", threads=n, warmup=args.warmup, iterations=args.iterations,
+            max_seconds=args.max_seconds, input_size=args.input_size, repo=args.repo, build=True,
         )
-    configs = bench.expand_matrix(
-        models, BACKENDS, PRECISIONS, batches,
-        device="cpu", threads=args.threads, warmup=args.warmup, iterations=args.iterations,
-        max_seconds=args.max_seconds, input_size=args.input_size, repo=args.repo, build=True,
-    )
+    ]
     args.out.mkdir(parents=True, exist_ok=True)
     json_path = args.out / f"{args.name}.json"
     md_path = args.out / f"{args.name}.md"

@@ -492,3 +492,53 @@ def test_gpu_check_shell_script_is_bounded():
     text = (ROOT / "benchmarks" / "gpu_check.sh").read_text()
     assert "timeout" in text and "PYTHONPATH" in text and "gpu_check.py" in text
     assert os.access(ROOT / "benchmarks" / "gpu_check.sh", os.X_OK)
+
+
+# ======================================================================================
+# measured CPU ceilings beside the clock estimate
+# ======================================================================================
+
+
+def test_fractions_of_the_measured_ceilings():
+    run = _sample_run()
+    ceilings = {"sgemm_gflops": 100.0, "copy_gbps": 10.0, "threads": 2, "sgemm_library": "numpy"}
+    ok = _with(run.results[0], ceilings=ceilings, traffic_bytes_per_batch=400_000_000)
+    assert ok.sgemm_fraction == pytest.approx(ok.achieved_gflops / 100.0)
+    assert ok.achieved_gbps == pytest.approx(0.4 * ok.throughput_ips / 8)
+    assert ok.copy_fraction == pytest.approx(ok.achieved_gbps / 10.0)
+    assert run.results[1].sgemm_fraction is None and run.results[1].copy_fraction is None
+    run = BenchRun((ok, *run.results[1:]), run.machine, run.created_at)
+    assert BenchRun.from_dict(json.loads(run.to_json())) == run
+    md = bench.to_markdown(run)
+    assert "% SGEMM" in md and "% copy" in md and "% peak" in md
+    assert "Measured ceilings, 2 threads: SGEMM 100 GFLOP/s (best: numpy), copy 10.0 GB/s" in md
+    row = next(csv.DictReader(io.StringIO(bench.to_csv(run))))
+    assert float(row["sgemm_fraction"]) == pytest.approx(ok.sgemm_fraction)
+
+
+def _with(result, **changes):
+    import dataclasses
+
+    return dataclasses.replace(result, **changes)
+
+
+def test_cpu_threads_default_to_all_physical_cores():
+    machine_info = {"physical_cores": 4, "logical_cpus": 8}
+    assert bench.with_default_threads(BenchConfig(model="resnet18"), machine_info).threads == 4
+    assert bench.with_default_threads(BenchConfig(model="resnet18", threads=1), machine_info).threads == 1
+    assert bench.with_default_threads(BenchConfig(model="resnet18", device="cuda"), machine_info).threads is None
+
+
+@needs_onnx_backends
+@pytest.mark.slow
+def test_worker_measures_ceilings_at_the_run_thread_count(tiny_repo):
+    config = _config(tiny_repo, backend="onnxruntime", batch=2, threads=1)
+    (result,) = bench.run_matrix([config], isolate=False, progress=False).results
+    assert result.ok, result.reason
+    assert result.ceilings["threads"] == 1
+    assert result.ceilings["sgemm_gflops"] > 0 and result.ceilings["copy_gbps"] > 0
+    assert result.sgemm_fraction == pytest.approx(result.achieved_gflops / result.ceilings["sgemm_gflops"])
+    assert result.peak_fraction is not None  # the clock estimate stays beside it
+    no_ceilings = bench.run_matrix([_config(tiny_repo, backend="onnxruntime", threads=1, ceilings=False)],
+                                   isolate=False, progress=False).results[0]
+    assert no_ceilings.ok and no_ceilings.ceilings is None

@@ -32,16 +32,19 @@ from deploykit.bench.config import (
     DEFAULT_ITERATIONS,
     DEFAULT_TOLERANCE,
     BenchConfig,
+    default_threads,
     describe_config,
     expand_matrix,
     plan_matrix,
     validate_config,
+    with_default_threads,
 )
 from deploykit.bench.cost import check_memory, estimate_memory_bytes, model_cost
 from deploykit.bench.matrix import measure_config, run_matrix
 from deploykit.bench.prepare import artifact_input_size, ensure_artifact, one_line, prepare
 from deploykit.bench.render import (
     CSV_COLUMNS,
+    ceiling_notes,
     machine_line,
     peak_notes,
     render_table,
@@ -84,7 +87,9 @@ __all__ = [
     "LatencyResult",
     "LayerTiming",
     "artifact_input_size",
+    "ceiling_notes",
     "check_memory",
+    "default_threads",
     "describe_config",
     "ensure_artifact",
     "estimate_memory_bytes",
@@ -116,5 +121,6 @@ __all__ = [
     "to_markdown",
     "validate_config",
     "windows_agree",
+    "with_default_threads",
     "worker_main",
 ]

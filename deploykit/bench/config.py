@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 from deploykit.errors import UsageError
@@ -48,6 +48,7 @@ class BenchConfig:
     weights: str | None = None
     peak_gflops: float | None = None
     per_layer: bool = False
+    ceilings: bool = True  # CPU: measure SGEMM and copy ceilings in the worker after timing
 
     @property
     def device_kind(self) -> str:
@@ -82,6 +83,18 @@ class BenchConfig:
 
 def describe_config(config: BenchConfig) -> str:
     return f"{config.model} {config.label} b{config.batch} ({config.device})"
+
+
+def default_threads(machine: dict[str, Any]) -> int:
+    """The benchmark's default thread count on a CPU: all physical cores (logical CPUs if unknown)."""
+    return int(machine.get("physical_cores") or machine.get("logical_cpus") or 1)
+
+
+def with_default_threads(config: BenchConfig, machine: dict[str, Any]) -> BenchConfig:
+    """``config`` with its thread count set: a CPU run without one uses all physical cores."""
+    if config.device_kind != "cpu" or config.threads is not None:
+        return config
+    return replace(config, threads=default_threads(machine))
 
 
 def validate_config(config: BenchConfig) -> None:

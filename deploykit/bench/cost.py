@@ -50,6 +50,14 @@ def estimate_memory_bytes(batch: int, input_size: int, cost: dict[str, Any] | No
     }
 
 
+def traffic_bytes_per_batch(batch: int, cost: dict[str, Any] | None) -> int | None:
+    """The least memory traffic of one batch in the model the copy-bandwidth fraction uses:
+    FP32 weights read once plus every layer's FP32 output written once and read once."""
+    if cost is None or not cost.get("activation_bytes"):
+        return None
+    return int(cost["params"] * 4 + batch * 2 * cost["activation_bytes"])
+
+
 def _gb(n: float) -> str:
     return f"{n / 1e9:.1f} GB"
 

@@ -6,7 +6,12 @@ import sys
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from deploykit.bench.config import BenchConfig, describe_config, validate_config
+from deploykit.bench.config import (
+    BenchConfig,
+    describe_config,
+    validate_config,
+    with_default_threads,
+)
 from deploykit.bench.prepare import prepare
 from deploykit.bench.results import BenchResult, BenchRun
 from deploykit.bench.worker import execute_job, finish_result, run_isolated
@@ -97,6 +102,7 @@ def run_matrix(
     if machine is None:
         wants_gpu = any(c.device_kind == "cuda" for c in configs)
         machine = describe_machine(probe_torch=wants_gpu).to_dict()
+    configs = [with_default_threads(c, machine) for c in configs]
     results: list[BenchResult] = []
     with _Progress(len(configs), progress) as bar:
         for config in configs:

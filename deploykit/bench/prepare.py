@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from deploykit.bench.config import BenchConfig
-from deploykit.bench.cost import check_memory, model_cost
+from deploykit.bench.cost import check_memory, model_cost, traffic_bytes_per_batch
 from deploykit.bench.results import BenchResult
 from deploykit.errors import DeployKitError
 
@@ -114,6 +114,7 @@ def _fill_job(config: BenchConfig, job: dict[str, Any]) -> str | None:
     job["input_size"] = input_size
     cost = _cost_or_none(config, input_size)
     job["macs_per_image"] = cost["macs"] if cost else None
+    job["traffic_bytes_per_batch"] = traffic_bytes_per_batch(config.batch, cost)
     job["layer_macs"] = cost["layers"] if cost and config.per_layer else None
     return check_memory(config, input_size, cost)
 

@@ -37,6 +37,11 @@ CSV_COLUMNS = (
     "peak_gflops",
     "peak_fraction",
     "peak_source",
+    "sgemm_gflops",
+    "sgemm_fraction",
+    "copy_gbps",
+    "achieved_gbps",
+    "copy_fraction",
     "peak_rss_bytes",
     "device_memory_bytes",
     "artifact",
@@ -64,6 +69,11 @@ def result_row(result: BenchResult) -> dict[str, Any]:
         "peak_gflops": result.peak_gflops,
         "peak_fraction": result.peak_fraction,
         "peak_source": result.peak_source or "",
+        "sgemm_gflops": (result.ceilings or {}).get("sgemm_gflops"),
+        "sgemm_fraction": result.sgemm_fraction,
+        "copy_gbps": (result.ceilings or {}).get("copy_gbps"),
+        "achieved_gbps": result.achieved_gbps,
+        "copy_fraction": result.copy_fraction,
         "peak_rss_bytes": result.peak_rss_bytes,
         "device_memory_bytes": result.device_memory_bytes,
         "artifact": result.artifact or "",
@@ -116,6 +126,8 @@ def table_rows(run: BenchRun) -> tuple[list[str], list[list[str]], list[str]]:
         ("img/s", lambda r: _fmt(r.throughput_ips, ".0f" if (r.throughput_ips or 0) >= 100 else ".1f")),
         ("GFLOP/s", lambda r: _fmt(r.achieved_gflops, ".0f" if (r.achieved_gflops or 0) >= 100 else ".1f")),
         ("% peak", lambda r: _fmt(r.peak_fraction, ".1f", 100.0)),
+        ("% SGEMM", lambda r: _fmt(r.sgemm_fraction, ".1f", 100.0)),
+        ("% copy", lambda r: _fmt(r.copy_fraction, ".1f", 100.0)),
         ("RSS MB", lambda r: _fmt(r.peak_rss_bytes, ".0f", 1e-6)),
         ("GPU MB", lambda r: _fmt(r.device_memory_bytes, ".0f", 1e-6)),
         ("file MB", lambda r: _fmt(r.artifact_bytes, ".1f", 1e-6)),
@@ -149,6 +161,29 @@ def peak_notes(run: BenchRun) -> list[str]:
     return seen
 
 
+def ceiling_notes(run: BenchRun) -> list[str]:
+    """One line per thread count: the range of the SGEMM and copy ceilings its workers measured."""
+    by_threads: dict[int, list[dict[str, Any]]] = {}
+    for r in run.results:
+        if r.ok and r.ceilings:
+            by_threads.setdefault(int(r.ceilings["threads"]), []).append(r.ceilings)
+    lines = []
+    for threads, found in sorted(by_threads.items()):
+        sgemm = [c["sgemm_gflops"] for c in found]
+        copy = [c["copy_gbps"] for c in found]
+        library = max(found, key=lambda c: c["sgemm_gflops"]).get("sgemm_library", "?")
+        lines.append(
+            f"{threads} thread{'s' if threads > 1 else ''}: SGEMM {_range(sgemm, '.0f')} GFLOP/s (best: {library}), "
+            f"copy {_range(copy, '.1f')} GB/s, measured after timing in each of {len(found)} worker(s)"
+        )
+    return lines
+
+
+def _range(values: list[float], spec: str) -> str:
+    low, high = min(values), max(values)
+    return f"{low:{spec}}" if f"{low:{spec}}" == f"{high:{spec}}" else f"{low:{spec}}-{high:{spec}}"
+
+
 def machine_line(machine: dict[str, Any]) -> str:
     from deploykit.machine import summarize_machine
 
@@ -166,6 +201,8 @@ def to_markdown(run: BenchRun) -> str:
     lines.append(f"Machine: {machine_line(run.machine)}.")
     for note in peak_notes(run):
         lines.append(f"Peak {note}.")
+    for note in ceiling_notes(run):
+        lines.append(f"Measured ceilings, {note}.")
     return "\n".join(lines) + "\n"
 
 
@@ -211,6 +248,8 @@ def render_table(run: BenchRun, console: Any) -> None:
         console.print(note, markup=False, highlight=False)
     for note in peak_notes(run):
         console.print(f"[dim]peak {note}[/]")
+    for note in ceiling_notes(run):
+        console.print(f"[dim]measured ceilings, {note}[/]")
     for r in run.results:
         if r.layers:
             console.print(_layer_table(r))

@@ -95,6 +95,10 @@ class BenchResult:
     runner: dict[str, Any] = field(default_factory=dict)
     layers: tuple[LayerTiming, ...] = ()
     wall_seconds: float | None = None
+    # CPU runs: SGEMM and copy ceilings measured in the worker at the run's thread count
+    # (deploykit.ceilings.CpuCeilings.to_dict()), and the memory traffic model of one batch.
+    ceilings: dict[str, Any] | None = None
+    traffic_bytes_per_batch: int | None = None
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
@@ -122,6 +126,28 @@ class BenchResult:
             return None
         return achieved / self.peak_gflops
 
+    @property
+    def sgemm_fraction(self) -> float | None:
+        """Achieved GFLOP/s over the SGEMM rate measured in the same process and thread count."""
+        achieved = self.achieved_gflops
+        sgemm = (self.ceilings or {}).get("sgemm_gflops")
+        return achieved / sgemm if achieved is not None and sgemm else None
+
+    @property
+    def achieved_gbps(self) -> float | None:
+        """The traffic model's bytes per batch x batches per second / 1e9 (a lower bound: FP32
+        weights read once, every activation written and read once; caches can hide some)."""
+        if self.latency is None or not self.traffic_bytes_per_batch:
+            return None
+        return self.traffic_bytes_per_batch * self.latency.throughput_ips / self.latency.batch / 1e9
+
+    @property
+    def copy_fraction(self) -> float | None:
+        """:attr:`achieved_gbps` over the copy bandwidth measured in the same process and thread count."""
+        achieved = self.achieved_gbps
+        copy = (self.ceilings or {}).get("copy_gbps")
+        return achieved / copy if achieved is not None and copy else None
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "config": self.config.to_dict(),
@@ -144,6 +170,11 @@ class BenchResult:
             "runner": self.runner,
             "layers": [layer.to_dict() for layer in self.layers],
             "wall_seconds": self.wall_seconds,
+            "ceilings": self.ceilings,
+            "traffic_bytes_per_batch": self.traffic_bytes_per_batch,
+            "sgemm_fraction": self.sgemm_fraction,
+            "achieved_gbps": self.achieved_gbps,
+            "copy_fraction": self.copy_fraction,
         }
 
     @classmethod
@@ -165,6 +196,8 @@ class BenchResult:
             runner=data.get("runner") or {},
             layers=tuple(LayerTiming(**row) for row in data.get("layers") or ()),
             wall_seconds=data.get("wall_seconds"),
+            ceilings=data.get("ceilings"),
+            traffic_bytes_per_batch=data.get("traffic_bytes_per_batch"),
         )
 
 

@@ -78,6 +78,18 @@ def _measure_runner(runner: Any, config: BenchConfig, job: dict[str, Any], out: 
             out["runner"]["per_layer_error"] = one_line(exc)
 
 
+def _measure_ceilings(config: BenchConfig, out: dict[str, Any]) -> None:
+    """CPU runs: this process's SGEMM and copy ceilings at the run's thread count, after timing."""
+    if config.device_kind != "cpu" or not config.ceilings:
+        return
+    try:
+        from deploykit.ceilings import measure_cpu_ceilings
+
+        out["ceilings"] = measure_cpu_ceilings(config.threads).to_dict()
+    except Exception as exc:  # torch missing, or no memory for the copy: the timing stands
+        out["runner"]["ceilings_error"] = one_line(exc)
+
+
 def execute_job(job: dict[str, Any]) -> dict[str, Any]:
     """Load, warm up, time and (optionally) profile one configuration; returns plain data.
 
@@ -90,11 +102,13 @@ def execute_job(job: dict[str, Any]) -> dict[str, Any]:
         with make_runner(config, job.get("artifact_path"), job.get("input_size")) as runner:
             _measure_runner(runner, config, job, out)
         out["status"] = "ok"
+        out["peak_rss_bytes"] = peak_rss_bytes()  # before the ceilings' own large arrays
+        _measure_ceilings(config, out)
     except MemoryError:
         out["reason"] = f"out of host memory at batch {config.batch}"
     except Exception as exc:  # DeployKitError or a backend's own (ORT Fail, OpenVINO RuntimeError, CUDA OOM)
         out["reason"] = one_line(exc)
-    out["peak_rss_bytes"] = peak_rss_bytes()
+    out.setdefault("peak_rss_bytes", peak_rss_bytes())
     out["wall_seconds"] = time.perf_counter() - start
     return out
 
@@ -114,6 +128,7 @@ def finish_result(job: dict[str, Any], raw: dict[str, Any], machine: dict[str, A
             "artifact": job.get("artifact"),
             "artifact_bytes": job.get("artifact_bytes"),
             "macs_per_image": job.get("macs_per_image"),
+            "traffic_bytes_per_batch": job.get("traffic_bytes_per_batch"),
             "peak_gflops": peak,
             "peak_source": source,
         }

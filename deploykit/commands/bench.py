@@ -33,7 +33,10 @@ MAX_BATCH = 1 << 20
               help="Time cap per configuration when the windows do not agree.")
 @click.option("--tolerance", type=click.FloatRange(min=0, min_open=True), default=0.05, show_default=True,
               help="Two consecutive windows' medians must agree within this fraction.")
-@click.option("--threads", type=click.IntRange(min=1), default=None, help="Intra-op threads (default: backend's).")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="Intra-op threads (default on CPU: all physical cores).")
+@click.option("--ceilings/--no-ceilings", default=True, show_default=True,
+              help="CPU: measure SGEMM and copy ceilings in each worker after timing ('% SGEMM', '% copy').")
 @click.option("--input-size", type=click.IntRange(min=8), default=None,
               help="Square input size (default: the artifact's, else the model card's).")
 @click.option("--num-classes", type=click.IntRange(min=1), default=1000, show_default=True,
