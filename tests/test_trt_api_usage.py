@@ -1,9 +1,17 @@
-"""deploykit uses no TensorRT API that TensorRT 11 removed.
+"""deploykit uses no TensorRT API that a newer release removed.
 
 Old scripts keep working on 10.x and break (or silently build FP32 engines) on 11.x, so the
-package source is scanned for the removed names. The scan walks the syntax tree (attribute
-accesses, names, imports, class bases and getattr-style string lookups), so documentation
-that *mentions* ``BuilderFlag.FP16`` in a docstring or comment does not trip it.
+package source is scanned for the removed names. Which names those are comes from the real
+bindings: every class, enum value, function and member that some snapshotted release has
+(tests/data/trt_api/, 8.6 to the newest) and the newest release does not (tests/trt_api.py,
+``removed()``). The scan walks the syntax tree (attribute accesses, names, imports, class bases
+and getattr-style string lookups), so documentation that *mentions* ``BuilderFlag.FP16`` in a
+docstring or comment does not trip it.
+
+This scan reads every module, with no types: a removed member is flagged by its name alone when
+the name is distinctive (``int8_calibrator``, ``device_memory_size``); a plain word such as
+``precision`` (``ILayer.precision``, gone in 11.x) is left to tests/test_trt_bindings.py, which
+follows TensorRT types through the TensorRT modules and checks every access in every release.
 
 Removed APIs: https://docs.nvidia.com/deeplearning/tensorrt/latest/api/migration/tensorrt-10x-to-11x-python-api-reference.html
 """
@@ -11,44 +19,20 @@ Removed APIs: https://docs.nvidia.com/deeplearning/tensorrt/latest/api/migration
 from __future__ import annotations
 
 import ast
-import re
 import textwrap
 from pathlib import Path
 
 import pytest
+import trt_api
 
 import deploykit
 
 PACKAGE = Path(deploykit.__file__).parent
 
-# BuilderFlag members removed in 11.x (weak typing and implicit quantization)
-REMOVED_BUILDER_FLAGS = {
-    "FP16", "INT8", "BF16", "FP8", "INT4", "FP4",
-    "OBEY_PRECISION_CONSTRAINTS", "PREFER_PRECISION_CONSTRAINTS", "DIRECT_IO",
-}
-# attributes/methods removed in 11.x, wherever they are accessed
-REMOVED_ATTRIBUTES = {
-    "int8_calibrator": "IBuilderConfig.int8_calibrator (use Q/DQ nodes)",
-    "set_calibration_profile": "IBuilderConfig.set_calibration_profile (use Q/DQ nodes)",
-    "get_calibration_profile": "IBuilderConfig.get_calibration_profile (use Q/DQ nodes)",
-    "set_quantization_flag": "IBuilderConfig.set_quantization_flag (use Q/DQ nodes)",
-    "get_quantization_flag": "IBuilderConfig.get_quantization_flag (use Q/DQ nodes)",
-    "clear_quantization_flag": "IBuilderConfig.clear_quantization_flag (use Q/DQ nodes)",
-    "quantization_flags": "IBuilderConfig.quantization_flags (use Q/DQ nodes)",
-    "device_memory_size": "ICudaEngine.device_memory_size (use device_memory_size_v2)",
-    "device_memory_size_for_profile": "ICudaEngine.device_memory_size_for_profile (use the _v2 form)",
-    "platform_has_fast_fp16": "Builder.platform_has_fast_fp16 (strong typing decides)",
-    "platform_has_fast_int8": "Builder.platform_has_fast_int8 (strong typing decides)",
-    "platform_has_tf32": "Builder.platform_has_tf32",
-    "OBEY_PRECISION_CONSTRAINTS": "BuilderFlag.OBEY_PRECISION_CONSTRAINTS (strong typing always obeys)",
-    "PREFER_PRECISION_CONSTRAINTS": "BuilderFlag.PREFER_PRECISION_CONSTRAINTS",
-    # removed earlier (10.0) but still found in copied scripts
-    "execute_async_v2": "IExecutionContext.execute_async_v2 (use execute_async_v3)",
-    "max_workspace_size": "IBuilderConfig.max_workspace_size (use set_memory_pool_limit)",
-    "get_binding_shape": "ICudaEngine.get_binding_shape (use get_tensor_shape)",
-    "binding_is_input": "ICudaEngine.binding_is_input (use get_tensor_mode)",
-}
-CALIBRATOR = re.compile(r"^IInt8\w*Calibrator\w*$|^CalibrationAlgoType$")
+REMOVED = trt_api.removed()
+# member name -> where it lived, for names specific enough to flag wherever they are accessed
+REMOVED_ATTRIBUTES = {name: where for name, where in REMOVED.members.items() if trt_api.is_distinctive(name)}
+REMOVED_NAMES = {**REMOVED.classes, **REMOVED.functions}  # classes, enums and functions that are gone
 _LOOKUPS = {"getattr", "hasattr", "setattr", "delattr"}
 
 
@@ -69,6 +53,15 @@ def _looked_up_name(node: ast.AST) -> str | None:
     return None
 
 
+def _removed_enum_value(owner: str, name: str) -> str | None:
+    """``BuilderFlag.FP16`` -> its description when ``owner`` ends with an enum that lost ``name``."""
+    return REMOVED.enum_values.get(owner.split(".")[-1], {}).get(name)
+
+
+def _removed_name(name: str) -> str | None:
+    return REMOVED_ATTRIBUTES.get(name) or REMOVED_NAMES.get(name)
+
+
 def find_removed_api_uses(source: str, filename: str = "<source>") -> list[str]:
     """``file:line: what`` for every removed TensorRT API the code touches."""
     found = []
@@ -78,26 +71,43 @@ def find_removed_api_uses(source: str, filename: str = "<source>") -> list[str]:
 
     for node in ast.walk(ast.parse(source, filename)):
         if isinstance(node, ast.Attribute):
-            owner = _dotted(node.value)
-            if owner.split(".")[-1] == "BuilderFlag" and node.attr in REMOVED_BUILDER_FLAGS:
-                hit(node, f"BuilderFlag.{node.attr}")
-            elif node.attr in REMOVED_ATTRIBUTES:
-                hit(node, REMOVED_ATTRIBUTES[node.attr])
-            elif CALIBRATOR.match(node.attr):
-                hit(node, f"{owner}.{node.attr} (implicit INT8 calibration)")
-        elif isinstance(node, ast.Name) and CALIBRATOR.match(node.id):
-            hit(node, f"{node.id} (implicit INT8 calibration)")
-        elif isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "tensorrt":
+            what = _removed_enum_value(_dotted(node.value), node.attr) or _removed_name(node.attr)
+            if what is not None:
+                hit(node, what)
+        elif isinstance(node, ast.Name) and node.id in REMOVED_NAMES:
+            hit(node, REMOVED_NAMES[node.id])
+        elif isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] in trt_api.TRT_MODULES:
             for alias in node.names:
-                if CALIBRATOR.match(alias.name) or alias.name in REMOVED_ATTRIBUTES:
-                    hit(node, f"from {node.module} import {alias.name}")
+                if (what := _removed_name(alias.name)) is not None:
+                    hit(node, f"from {node.module} import {alias.name}: {what}")
         elif (name := _looked_up_name(node)) is not None:
             # getattr(engine, "device_memory_size") would dodge the attribute check
-            if name in REMOVED_ATTRIBUTES or CALIBRATOR.match(name):
-                hit(node, f"{node.func.id}(..., {name!r})")
-            if name in REMOVED_BUILDER_FLAGS and _dotted(node.args[0]).split(".")[-1] == "BuilderFlag":
-                hit(node, f"{node.func.id}(BuilderFlag, {name!r})")
+            if (what := _removed_name(name)) is not None:
+                hit(node, f"{node.func.id}(..., {name!r}): {what}")
+            if (what := _removed_enum_value(_dotted(node.args[0]), name)) is not None:
+                hit(node, f"{node.func.id}(..., {name!r}): {what}")
     return found
+
+
+def test_removed_names_come_from_the_snapshots():
+    """What the migration guide lists, as the bindings themselves tell it (and DIRECT_IO stays)."""
+    assert {"FP16", "INT8", "BF16", "OBEY_PRECISION_CONSTRAINTS"} <= set(REMOVED.enum_values["BuilderFlag"])
+    assert "DIRECT_IO" not in REMOVED.enum_values["BuilderFlag"]
+    assert "EXPLICIT_BATCH" in REMOVED.enum_values["NetworkDefinitionCreationFlag"]
+    assert {"CUBLAS", "CUDNN"} <= set(REMOVED.enum_values["TacticSource"])
+    for member in (
+        "create_execution_context_without_device_memory",
+        "get_device_memory_size_for_profile",
+        "set_output_type",
+        "algorithm_selector",
+        "weight_streaming_budget",
+        "int8_calibrator",
+        "device_memory_size",
+        "execute_async_v2",  # gone since 10.0 (the 8.6 snapshot has it)
+    ):
+        assert member in REMOVED_ATTRIBUTES, member
+    assert {"IInt8EntropyCalibrator2", "IAlgorithmSelector", "CalibrationAlgoType"} <= set(REMOVED_NAMES)
+    assert "device_memory_size_v2" not in REMOVED.members
 
 
 # ---- the scanner itself can fail ----------------------------------------------------------
@@ -118,6 +128,14 @@ def find_removed_api_uses(source: str, filename: str = "<source>") -> list[str]:
         ("if builder.platform_has_fast_fp16: pass", "platform_has_fast_fp16"),
         ("if builder.platform_has_fast_int8: pass", "platform_has_fast_int8"),
         ("context.execute_async_v2(bindings, stream)", "execute_async_v2"),
+        ("flags = 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)", "EXPLICIT_BATCH"),
+        ("ctx = engine.create_execution_context_without_device_memory()", "create_execution_context_without_device_memory"),
+        ("n = engine.get_device_memory_size_for_profile(0)", "get_device_memory_size_for_profile"),
+        ("layer.set_output_type(0, trt.float16)", "set_output_type"),
+        ("config.algorithm_selector = selector", "algorithm_selector"),
+        ("sources = 1 << int(trt.TacticSource.CUBLAS)", "TacticSource.CUBLAS"),
+        ("sources = 1 << int(trt.TacticSource.CUDNN)", "TacticSource.CUDNN"),
+        ("engine.weight_streaming_budget = 1 << 30", "weight_streaming_budget"),
     ],
 )
 def test_scanner_flags_removed_apis(snippet, expected):
@@ -136,6 +154,9 @@ def test_scanner_flags_removed_apis(snippet, expected):
         "config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, 1 << 30)",
         "dtype = trt.DataType.HALF",  # a DataType member, not a builder flag
         "x = precision.FP16",  # an unrelated FP16 attribute
+        "config.set_flag(trt.BuilderFlag.DIRECT_IO)",  # still in 11.x
+        "engine.weight_streaming_budget_v2 = 1 << 30",
+        "x = record.precision",  # a plain word: left to the typed check of test_trt_bindings.py
     ],
 )
 def test_scanner_ignores_allowed_code_and_prose(snippet):

@@ -31,7 +31,7 @@ from deploykit.tensorrt.compatibility import (
     gpu_info,
     target_from_sidecar,
 )
-from deploykit.tensorrt.loading import load_tensorrt, require_cuda, trt_dtype_name
+from deploykit.tensorrt.loading import create_runtime, load_tensorrt, require_cuda, trt_dtype_name
 from deploykit.tensorrt.profiles import BatchProfile
 from deploykit.tensorrt.report import LayerTimes
 
@@ -118,7 +118,7 @@ class TensorRTRunner(Runner):
 
         with torch.cuda.device(self.device):
             logger = trt.Logger(trt.Logger.WARNING)
-            self._runtime = trt.Runtime(logger)  # kept alive: the engine must not outlive its runtime
+            self._runtime = create_runtime(trt, logger)  # kept alive: the engine must not outlive its runtime
             engine = self._runtime.deserialize_cuda_engine(self.path.read_bytes())
             if engine is None:
                 raise DeployKitError(

@@ -37,7 +37,10 @@ from deploykit.tensorrt.compatibility import gpu_info
 from deploykit.tensorrt.loading import (
     Messages,
     collecting_logger,
+    create_runtime,
     load_tensorrt,
+    null_factory,
+    require_created,
     require_cuda,
     uses_strongly_typed_flag,
 )
@@ -67,6 +70,16 @@ class BuildResult:
 
 
 # ---- TensorRT itself --------------------------------------------------------------------------
+
+
+def create_builder(trt: ModuleType, logger: Any, messages: Messages | None = None):
+    """``trt.Builder(logger)`` (the first native call of a build), or deploykit's error on NULL."""
+    try:
+        builder = trt.Builder(logger)
+    except TypeError as exc:
+        builder = null_factory(exc)
+    require_created(trt, "Builder", builder, messages)
+    return builder
 
 
 def _trt_network(trt: ModuleType, builder, onnx_path: Path, logger):
@@ -130,7 +143,7 @@ def _trt_build(
 ) -> tuple[bytes, bytes | None, bool]:
     """Parse, configure and build. Returns (plan, serialized timing cache or None, cache reused)."""
     logger = collecting_logger(trt, messages)
-    builder = trt.Builder(logger)
+    builder = create_builder(trt, logger, messages)
     network, _parser = _trt_network(trt, builder, onnx_path, logger)
     config = _trt_config(trt, builder, settings, input_name, shapes)
     reused = False
@@ -150,7 +163,7 @@ def _trt_build(
 
 def _trt_inspect(trt: ModuleType, plan: bytes, messages: Messages) -> tuple[str, int | None]:
     """Deserialize the plan: (the inspector's engine JSON, device memory an execution context needs)."""
-    runtime = trt.Runtime(collecting_logger(trt, messages))
+    runtime = create_runtime(trt, collecting_logger(trt, messages), messages)
     engine = runtime.deserialize_cuda_engine(plan)
     if engine is None:
         raise DeployKitError(f"TensorRT cannot load the engine it just built: {messages.tail()}")

@@ -93,13 +93,23 @@ TRT_DTYPES = {
 }
 
 
+# The other tensorrt.DataType members (every member of every supported release is in one of the
+# two tables; tests/test_trt_bindings.py checks that against the real bindings' snapshots).
+TRT_DTYPES_UNSUPPORTED = {
+    "FP8": "8-bit float engine I/O needs per-tensor scales deploykit does not pass",
+    "INT4": "4-bit integers are packed two to a byte: no torch/numpy tensor holds them as I/O",
+    "FP4": "4-bit floats are packed two to a byte with block scales: not a classifier's I/O",
+    "E8M0": "an exponent-only scale type for block quantization, never a classifier's I/O",
+}
+
+
 def trt_dtype_name(dtype: Any) -> str:
     """``tensorrt.DataType.HALF`` -> ``"float16"`` (works on the enum or its name)."""
-    name = getattr(dtype, "name", None) or str(dtype).rsplit(".", 1)[-1]
-    try:
-        return TRT_DTYPES[str(name).upper()]
-    except KeyError:
-        raise DeployKitError(f"unsupported TensorRT tensor type {name}") from None
+    name = str(getattr(dtype, "name", None) or str(dtype).rsplit(".", 1)[-1]).upper()
+    if name in TRT_DTYPES:
+        return TRT_DTYPES[name]
+    why = TRT_DTYPES_UNSUPPORTED.get(name, "not a type deploykit knows")
+    raise DeployKitError(f"unsupported TensorRT tensor type {name} ({why})")
 
 
 
@@ -159,3 +169,38 @@ def collecting_logger(trt: ModuleType, messages: Messages):
                 messages.warnings.append(str(msg))
 
     return CollectingLogger()
+
+
+def null_factory(exc: TypeError) -> None:
+    """pybind's "factory function returned nullptr" (a NULL from libnvinfer) -> None; else re-raise."""
+    if "nullptr" not in str(exc):
+        raise exc
+    return None
+
+
+def require_created(trt: ModuleType, what: str, made: Any, messages: Messages | None = None) -> None:
+    """Raise deploykit's error when the first native call (Builder/Runtime creation) got NULL.
+
+    libnvinfer returns NULL when it cannot create the object (no usable GPU or driver, a CUDA
+    mismatch, a libnvinfer of another release); pybind turns that into ``TypeError: ...
+    factory function returned nullptr`` (older bindings may hand back None). Checked against
+    the real 10.x/11.x bindings on stand-in libraries (tests/test_trt_bindings.py).
+    """
+    if made is not None:
+        return
+    said = f": {messages.tail()}" if messages is not None and messages.errors else ""
+    raise DeployKitError(
+        f"TensorRT {trt.__version__} could not create a {what} (libnvinfer returned nothing){said}",
+        hint="TensorRT needs an NVIDIA GPU, its driver and the libnvinfer of the same release as "
+        "the Python bindings: check nvidia-smi and `pip list | grep -i tensorrt` (docs/tensorrt.md)",
+    )
+
+
+def create_runtime(trt: ModuleType, logger: Any, messages: Messages | None = None):
+    """``trt.Runtime(logger)``, or deploykit's error when libnvinfer cannot make one."""
+    try:
+        runtime = trt.Runtime(logger)
+    except TypeError as exc:
+        runtime = null_factory(exc)
+    require_created(trt, "Runtime", runtime, messages)
+    return runtime
