@@ -145,17 +145,6 @@ def refuse_converted(model: onnx.ModelProto, path: Any) -> None:
         )
 
 
-def io_types(model: onnx.ModelProto) -> dict[str, str]:
-    """Tensor name -> numpy dtype name for the graph's inputs and outputs."""
-    from onnx import helper
-
-    out = {}
-    for v in (*model.graph.input, *model.graph.output):
-        out[v.name] = str(helper.tensor_dtype_to_np_dtype(v.type.tensor_type.elem_type))
-    return out
-
-
-
 def save_checked(model: onnx.ModelProto, dst_path: Any) -> None:
     """Save a converted graph and run the full ONNX check; on failure remove what was written."""
     from deploykit import onnx_checks

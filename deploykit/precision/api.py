@@ -5,16 +5,12 @@ sidecar, ``1/model.onnx``), written atomically. Its sidecar names the parent and
 it was made: tool and version, calibration set (source, size, sha256), method, the
 precision of the parts left unquantized and why.
 
-Conversions are cached under ``<repo>/.cache/precision/``, keyed by the parent model's
-sha256, the calibration set's sha256 and size, the method and every option that changes the
-result, so rebuilding a variant with the same data does not calibrate again.
+What differs between precisions is a row of :data:`deploykit.precision.recipes.RECIPES`;
+conversions are reused through :mod:`deploykit.precision.cache`.
 """
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import json
 import os
 import shutil
 import tempfile
@@ -25,29 +21,16 @@ from pathlib import Path
 from typing import Any
 
 from deploykit.errors import DeployKitError, UsageError
-from deploykit.precision.calibration import DEFAULT_CALIB_SIZE, CalibrationSet, load_calibration
-from deploykit.precision.fp16 import REFERENCE_SAMPLES, KeptNode
-from deploykit.precision.int8 import DEFAULT_PERCENTILE, validate_high_precision, validate_method
+from deploykit.onnx_graph import TensorSpec
+from deploykit.precision.cache import ConversionCache
+from deploykit.precision.calibration import CalibrationSet, load_calibration
+from deploykit.precision.fp16 import KeptNode
+from deploykit.precision.int8 import DEFAULT_PERCENTILE
+from deploykit.precision.recipes import Recipe, RecipeOptions, recipe
 from deploykit.repository import ModelRepository
 
 Progress = Callable[[str], None]
-CACHE_DIR = ".cache/precision"
-CACHE_SCHEMA = 1
-CACHE_KEEP = 3  # entries kept per model and precision (a VGG-16 entry is ~0.5 GB)
-HIGH_PRECISION_REASONS = {
-    "fp32": (
-        "layers left unquantized run in FP32: exact on CPU runtimes (ONNX Runtime, OpenVINO), "
-        "where FP16 arithmetic is emulated or slow"
-    ),
-    "fp16": (
-        "layers left unquantized run in FP16: for TensorRT on GPUs, where FP16 beats FP32; "
-        "CPU runtimes run it slower and a little less exactly"
-    ),
-}
-STRONGLY_TYPED_NOTE = (
-    "precision lives in the graph (FP16 tensors / Q/DQ nodes): TensorRT 11 builds it as is "
-    "(every network is strongly typed); TensorRT 10 needs the STRONGLY_TYPED network flag"
-)
+CARRIED = ("source", "weights_sha256", "num_classes", "preprocessing", "labels", "labels_source", "model_card")
 
 
 @dataclass(frozen=True)
@@ -139,66 +122,158 @@ def _say(progress: Progress | None, text: str) -> None:
         progress(text)
 
 
-def _parent_facts(parent) -> tuple[dict[str, Any], dict[str, Any], Any]:
+def _parent_facts(parent) -> tuple[TensorSpec, TensorSpec, Any]:
     """(input spec, output spec, Preprocessing) of the FP32 parent, from its sidecar or graph."""
     from dataclasses import fields
 
-    import onnx
-
-    from deploykit.zoo import Preprocessing
+    from deploykit.onnx_graph import graph_io
+    from deploykit.zoo._registry import Preprocessing  # the torch-free part of the zoo
 
     spec_in, spec_out = parent.meta.get("input"), parent.meta.get("output")
-    if not (isinstance(spec_in, dict) and spec_in.get("shape") and isinstance(spec_out, dict)):
-        graph = onnx.load(str(parent.path), load_external_data=False).graph
-
-        def spec(value) -> dict[str, Any]:
-            dims = [d.dim_value if d.HasField("dim_value") else -1 for d in value.type.tensor_type.shape.dim]
-            dtype = str(onnx.helper.tensor_dtype_to_np_dtype(value.type.tensor_type.elem_type))
-            return {"name": value.name, "shape": dims, "dtype": dtype}
-
-        spec_in, spec_out = spec(graph.input[0]), spec(graph.output[0])
-    shape = list(spec_in["shape"])
+    if isinstance(spec_in, dict) and spec_in.get("shape") and isinstance(spec_out, dict):
+        tensor_in, tensor_out = TensorSpec.from_dict(spec_in), TensorSpec.from_dict(spec_out)
+    else:
+        inputs, outputs = graph_io(parent.path)
+        tensor_in, tensor_out = inputs[0], outputs[0]
+    shape = tensor_in.shape
     if len(shape) != 4:
         raise UsageError(f"{parent.variant} takes a rank-{len(shape)} input; deploykit calibrates N x C x H x W images")
     pre_dict = parent.meta.get("preprocessing") or {}
     known = {f.name for f in fields(Preprocessing)}
     pre_args = {k: tuple(v) if isinstance(v, list) else v for k, v in pre_dict.items() if k in known}
     pre = Preprocessing(**pre_args) if pre_args else Preprocessing(resize=shape[-1], crop=shape[-1])
-    return dict(spec_in), dict(spec_out), pre
+    return tensor_in, tensor_out, pre
 
 
-def _cache_key(facts: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()
+@dataclass(frozen=True)
+class _Job:
+    """One conversion: the parent, the recipe row, its options and data."""
+
+    repository: ModelRepository
+    model: str
+    parent: Any  # Artifact of <model>_onnx_fp32
+    recipe: Recipe
+    options: RecipeOptions
+    calib: CalibrationSet
+    inputs: TensorSpec
+    outputs: TensorSpec
+    parent_sha256: str
+    progress: Progress | None
+
+    @property
+    def precision(self) -> str:
+        return self.recipe.precision
+
+    def say(self, text: str) -> None:
+        _say(self.progress, text)
 
 
-def _cache_lookup(entry: Path) -> dict[str, Any] | None:
-    """The cached conversion report if the entry is complete and its model file is intact."""
-    from deploykit.fileio import sha256_file
+def _convert(job: _Job, scratch: Path, use_cache: bool) -> tuple[Path, dict[str, Any], bool]:
+    """(the converted model, the converter's report, whether it came from the cache)."""
+    from deploykit.precision._modelopt import modelopt_version
 
-    info_path, model_path = entry / "conversion.json", entry / "model.onnx"
-    if not (info_path.is_file() and model_path.is_file()):
-        return None
-    try:
-        info = json.loads(info_path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
-    if info.get("schema") != CACHE_SCHEMA or sha256_file(model_path) != info.get("model_sha256"):
-        return None
-    return info
+    facts = {
+        "model": job.model,
+        "precision": job.precision,
+        "parent_sha256": job.parent_sha256,
+        "calibration_sha256": job.calib.sha256,
+        "calibration_size": job.calib.size,
+        **job.options.facts(),
+        "modelopt": modelopt_version(),
+    }
+    cache = ConversionCache.of(job.repository.root)
+    entry = cache.entry(facts, use=use_cache)
+    if entry.hit:
+        job.say(f"reusing the cached {job.precision} conversion ({entry.key[:12]})")
+        return entry.model, entry.info["conversion"], True
+    produced = scratch / "model.onnx"
+    conversion = job.recipe.convert(job.parent.path, produced, job.calib, job.options, job.say)
+    conversion.pop("path", None)
+    if use_cache:
+        cache.store(entry, produced, {**facts, "conversion": conversion, "calibration": job.calib.to_dict()})
+    return produced, conversion, False
 
 
-def _cache_prune(root: Path, model: str, precision: str, keep: str) -> None:
-    """Keep the newest CACHE_KEEP entries of this model and precision (and ``keep``)."""
-    entries = []
-    for entry in root.iterdir() if root.is_dir() else ():
-        info = entry / "conversion.json"
-        with contextlib.suppress(OSError, json.JSONDecodeError):
-            data = json.loads(info.read_text())
-            if data.get("model") == model and data.get("precision") == precision:
-                entries.append((info.stat().st_mtime, entry))
-    for _, entry in sorted(entries, reverse=True)[CACHE_KEEP:]:
-        if entry.name != keep:
-            shutil.rmtree(entry, ignore_errors=True)
+def _calibration_info(job: _Job, conversion: dict[str, Any], cached: bool) -> CalibrationInfo:
+    calib, options = job.calib, job.options
+    return CalibrationInfo(
+        kind=calib.kind,
+        source=calib.source,
+        size=int(conversion.get("calibration_samples", calib.size)),
+        sha256=calib.sha256,
+        method=options.method,
+        cached=cached,
+        available=calib.available,
+        augmentation=calib.augmentation,
+        percentile=options.percentile,
+        purpose=job.recipe.purpose,
+        warnings=calib.warnings if job.recipe.calibrates else (),
+    )
+
+
+def _config_pbtxt(variant: str, inputs: TensorSpec, outputs: TensorSpec, max_batch: int) -> str:
+    """The variant's Triton config (ONNX Runtime platform; batch dimension left out when batching)."""
+    from deploykit.triton.config import (
+        PLATFORMS,
+        TensorConfig,
+        TritonModelConfig,
+        default_preferred,
+    )
+
+    dynamic = max_batch > 0
+
+    def tensor(spec: TensorSpec) -> TensorConfig:
+        return TensorConfig(spec.name, spec.dtype, spec.shape[1:] if dynamic else spec.shape)
+
+    return TritonModelConfig(
+        name=variant,
+        platform=PLATFORMS["onnx"],
+        max_batch_size=max_batch,
+        inputs=(tensor(inputs),),
+        outputs=(tensor(outputs),),
+        instance_kind="KIND_CPU",
+        preferred_batch_sizes=default_preferred(max_batch) if dynamic else (),
+    ).render()
+
+
+def _write(job: _Job, produced: Path, conversion: dict[str, Any], calibration: CalibrationInfo) -> Any:
+    """Write the variant folder (model, config.pbtxt, sidecar) atomically; returns its Artifact."""
+    from dataclasses import replace
+
+    from deploykit.artifacts import library_versions, variant_name
+    from deploykit.onnx_graph import graph_io, load_graph, main_opset
+
+    parent = job.parent
+    graph = load_graph(produced)
+    dtypes = {spec.name: spec.dtype for specs in graph_io(graph) for spec in specs}
+    new_in = replace(job.inputs, dtype=dtypes.get(job.inputs.name, job.inputs.dtype))
+    new_out = replace(job.outputs, dtype=dtypes.get(job.outputs.name, job.outputs.dtype))
+    max_batch = int(parent.meta.get("max_batch_size", 0) or 0)
+    sidecar = {
+        **{k: parent.meta[k] for k in CARRIED if k in parent.meta},
+        "lineage": parent.lineage(),
+        "parent_sha256": job.parent_sha256,
+        "input": {**(parent.meta.get("input") or {}), **new_in.to_dict()},
+        "output": {**(parent.meta.get("output") or {}), **new_out.to_dict()},
+        "max_batch_size": max_batch,
+        "opset": main_opset(graph),
+        "precision_recipe": job.recipe.record(conversion, job.options),
+        "calibration": calibration.to_dict(),
+        "libraries": library_versions("nvidia-modelopt", "onnx", "onnxruntime", "numpy"),
+    }
+    del graph
+
+    def write_model(target: Path) -> None:
+        job.say("writing to the model repository")
+        if calibration.cached:
+            shutil.copyfile(produced, target)
+        else:
+            os.replace(produced, target)
+
+    config = _config_pbtxt(variant_name(job.model, "onnx", job.precision), new_in, new_out, max_batch)
+    return job.repository.write_variant(
+        job.model, "onnx", job.precision, write_model=write_model, config_pbtxt=config, sidecar=sidecar, parent=parent.variant
+    )
 
 
 def make_variant(
@@ -230,212 +305,71 @@ def make_variant(
     MissingDependencyError naming the ``[int8]`` extra without ModelOpt, DeployKitError when
     the conversion fails. On any failure the repository is left as it was.
     """
-    from deploykit import onnx_checks
-    from deploykit.artifacts import library_versions, variant_name
-    from deploykit.fileio import atomic_directory, atomic_write_json, sha256_file
-    from deploykit.precision._modelopt import io_types, modelopt_version, require_modelopt
+    from deploykit.artifacts import variant_name
+    from deploykit.precision._modelopt import require_modelopt
     from deploykit.repository import validate_name
-    from deploykit.triton.config import (
-        PLATFORMS,
-        TensorConfig,
-        TritonModelConfig,
-        default_preferred,
-    )
 
     start = time.perf_counter()
     repository = repo if isinstance(repo, ModelRepository) else ModelRepository(repo)
     validate_name(model)
-    if precision == "fp32":
-        raise UsageError("the FP32 variant is made by export", hint=f"deploykit export {model}")
-    if precision not in ("fp16", "int8"):
-        raise UsageError(f"unknown precision {precision!r} for quantize", hint="choose fp16 or int8")
-    method = validate_method(calib_method) if precision == "int8" else None
-    hp_dtype = validate_high_precision(high_precision_dtype) if precision == "int8" else None
+    row = recipe(precision, model)
     if not isinstance(keep_io_types, bool):
         raise UsageError(f"keep_io_types must be True or False, got {keep_io_types!r}")
-    require_modelopt("FP16 conversion (ModelOpt AutoCast)" if precision == "fp16" else "INT8 quantization (ModelOpt ONNX PTQ)")
+    options = row.make_options(
+        calib_method=calib_method, high_precision_dtype=high_precision_dtype, percentile=percentile, keep_io_types=keep_io_types
+    )
+    require_modelopt(row.tool)
+    job = _load(repository, model, row, options, progress, calib_data=calib_data, calib_size=calib_size, seed=seed)
+    scratch = Path(tempfile.mkdtemp(prefix=f".{variant_name(model, 'onnx', precision)}.quantize-", dir=repository.root))
+    try:
+        produced, conversion, cached = _convert(job, scratch, use_cache)
+        calibration = _calibration_info(job, conversion, cached)
+        artifact = _write(job, produced, conversion, calibration)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    if not artifact.path.is_file():  # pragma: no cover - write_variant guarantees it
+        raise DeployKitError(f"{artifact.variant} was not written")
+    return _result(job, artifact, conversion, calibration, time.perf_counter() - start)
+
+
+def _load(
+    repository: ModelRepository,
+    model: str,
+    row: Recipe,
+    options: RecipeOptions,
+    progress: Progress | None,
+    *,
+    calib_data: Any,
+    calib_size: int | None,
+    seed: int,
+) -> _Job:
+    """The parent variant, its I/O and preprocessing, and the calibration (or reference) data."""
+    from deploykit.fileio import sha256_file
 
     parent = repository.get(model, "onnx", "fp32")
     spec_in, spec_out, pre = _parent_facts(parent)
     repository.check_writable()
-
-    _say(progress, "loading calibration data" if precision == "int8" else "loading reference data")
-    calib: CalibrationSet = load_calibration(
-        calib_data,
-        spec_in["shape"][1:],
-        pre,
-        size=calib_size,
-        input_name=spec_in["name"],
-        seed=seed,
-        default_size=DEFAULT_CALIB_SIZE if precision == "int8" else REFERENCE_SAMPLES,
+    _say(progress, row.data_step)
+    calib = load_calibration(
+        calib_data, spec_in.shape[1:], pre, size=calib_size, input_name=spec_in.name, seed=seed, default_size=row.default_size
     )
     parent_sha = parent.meta.get("sha256") or sha256_file(parent.path)
-    facts = {
-        "schema": CACHE_SCHEMA,
-        "model": model,
-        "precision": precision,
-        "parent_sha256": parent_sha,
-        "calibration_sha256": calib.sha256,
-        "calibration_size": calib.size,
-        "method": method,
-        "percentile": float(percentile) if method == "percentile" else None,
-        "keep_io_types": keep_io_types,
-        "high_precision_dtype": hp_dtype,
-        "modelopt": modelopt_version(),
-    }
-    key = _cache_key(facts)
-    cache_root = repository.root / CACHE_DIR
-    entry = cache_root / key[:32]
-    info = _cache_lookup(entry) if use_cache else None
-    cached = info is not None
+    return _Job(repository, model, parent, row, options, calib, spec_in, spec_out, parent_sha, progress)
 
-    repository.root.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix=f".{variant_name(model, 'onnx', precision)}.quantize-", dir=repository.root))
-    try:
-        if cached:
-            _say(progress, f"reusing the cached {precision} conversion ({key[:12]})")
-            produced = entry / "model.onnx"
-            conversion = info["conversion"]
-        else:
-            produced = scratch / "model.onnx"
-            if precision == "fp16":
-                from deploykit.precision.fp16 import convert_onnx_fp16
 
-                _say(progress, "converting to FP16 (ModelOpt AutoCast)")
-                report = convert_onnx_fp16(
-                    parent.path, produced, keep_io_types, reference_data=calib.array, reference_source=calib.source
-                )
-            else:
-                from deploykit.precision.int8 import quantize_onnx_int8
-
-                _say(progress, f"calibrating on {calib.size} samples ({method}) and quantizing to INT8 (ModelOpt)")
-                report = quantize_onnx_int8(
-                    parent.path, produced, calib.array, method, high_precision_dtype=hp_dtype, percentile=percentile
-                )
-            conversion = report.to_dict()
-            conversion.pop("path", None)
-            if use_cache:
-                with atomic_directory(entry) as tmp:
-                    shutil.copyfile(produced, tmp / "model.onnx")
-                    atomic_write_json(
-                        tmp / "conversion.json",
-                        {**facts, "model_sha256": sha256_file(produced), "conversion": conversion, "calibration": calib.to_dict()},
-                    )
-                _cache_prune(cache_root, model, precision, keep=entry.name)
-
-        import onnx
-
-        produced_model = onnx.load(str(produced), load_external_data=False)
-        dtypes = io_types(produced_model)
-        opset = onnx_checks.main_opset(produced_model)
-        del produced_model
-        max_batch = int(parent.meta.get("max_batch_size", 0) or 0)
-        dynamic = max_batch > 0
-
-        def dims(spec: dict[str, Any]) -> tuple[int, ...]:
-            shape = tuple(int(d) for d in spec["shape"])
-            return shape[1:] if dynamic else shape
-
-        new_in = {**spec_in, "dtype": dtypes.get(spec_in["name"], spec_in.get("dtype", "float32"))}
-        new_out = {**spec_out, "dtype": dtypes.get(spec_out["name"], spec_out.get("dtype", "float32"))}
-        variant = variant_name(model, "onnx", precision)
-        config = TritonModelConfig(
-            name=variant,
-            platform=PLATFORMS["onnx"],
-            max_batch_size=max_batch,
-            inputs=(TensorConfig(new_in["name"], new_in["dtype"], dims(spec_in)),),
-            outputs=(TensorConfig(new_out["name"], new_out["dtype"], dims(spec_out)),),
-            instance_kind="KIND_CPU",
-            preferred_batch_sizes=default_preferred(max_batch) if dynamic else (),
-        )
-        calibration = CalibrationInfo(
-            kind=calib.kind,
-            source=calib.source,
-            size=calib.size if precision == "fp16" else int(conversion.get("calibration_samples", calib.size)),
-            sha256=calib.sha256,
-            method=method,
-            cached=cached,
-            available=calib.available,
-            augmentation=calib.augmentation,
-            percentile=float(percentile) if method == "percentile" else None,
-            purpose="int8 calibration" if precision == "int8" else "fp16 range check (activations above data_max stay FP32)",
-            warnings=calib.warnings if precision == "int8" else (),
-        )
-        kept = tuple(KeptNode(**k) for k in conversion.get("kept_fp32", []))
-        quantized = {}
-        if precision == "int8":
-            quantized = {
-                "qdq": conversion["qdq"],
-                "quantized_nodes": conversion["quantized_nodes"],
-                "weights": conversion["weights"],
-                "activation_quantizers": conversion["activation_quantizers"],
-            }
-        recipe: dict[str, Any] = {"tool": conversion["tool"], "strongly_typed": STRONGLY_TYPED_NOTE}
-        if precision == "fp16":
-            recipe.update(
-                keep_io_types=keep_io_types,
-                rules=conversion["rules"],
-                kept_fp32=conversion["kept_fp32"],
-                nodes=conversion["nodes"],
-                nodes_fp16=conversion["nodes_fp16"],
-                initializers=conversion["initializers"],
-            )
-        else:
-            recipe.update(
-                method=method,
-                high_precision_dtype=hp_dtype,
-                high_precision_reason=HIGH_PRECISION_REASONS[hp_dtype],
-                keep_io_types=True,
-                scheme="symmetric per-channel INT8 weights (axis 0 of conv weights), symmetric per-tensor activations",
-                **quantized,
-            )
-            if "percentile" in conversion:
-                recipe["percentile"] = conversion["percentile"]
-        carried = {
-            k: parent.meta[k]
-            for k in ("source", "weights_sha256", "num_classes", "preprocessing", "labels", "labels_source", "model_card")
-            if k in parent.meta
-        }
-        sidecar = {
-            **carried,
-            "lineage": parent.lineage(),
-            "parent_sha256": parent_sha,
-            "input": {**(parent.meta.get("input") or {}), **new_in},
-            "output": {**(parent.meta.get("output") or {}), **new_out},
-            "max_batch_size": max_batch,
-            "opset": opset,
-            "precision_recipe": recipe,
-            "calibration": calibration.to_dict(),
-            "libraries": library_versions("nvidia-modelopt", "onnx", "onnxruntime", "numpy"),
-        }
-
-        def write_model(target: Path) -> None:
-            _say(progress, "writing to the model repository")
-            if cached:
-                shutil.copyfile(produced, target)
-            else:
-                os.replace(produced, target)
-
-        artifact = repository.write_variant(
-            model, "onnx", precision, write_model=write_model, config_pbtxt=config.render(), sidecar=sidecar, parent=parent.variant
-        )
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-
-    if not artifact.path.is_file():  # pragma: no cover - write_variant guarantees it
-        raise DeployKitError(f"{artifact.variant} was not written")
+def _result(job: _Job, artifact: Any, conversion: dict[str, Any], calibration: CalibrationInfo, seconds: float) -> PrecisionResult:
     return PrecisionResult(
-        model=model,
-        precision=precision,
+        model=job.model,
+        precision=job.precision,
         artifact=artifact,
-        parent=parent.variant,
-        parent_bytes=parent.bytes,
-        keep_io_types=keep_io_types if precision == "fp16" else True,
-        high_precision_dtype=hp_dtype,
+        parent=job.parent.variant,
+        parent_bytes=job.parent.bytes,
+        keep_io_types=job.options.keep_io_types,
+        high_precision_dtype=job.options.high_precision_dtype,
         calibration=calibration,
-        seconds=time.perf_counter() - start,
-        kept_fp32=kept,
-        quantized=quantized,
+        seconds=seconds,
+        kept_fp32=tuple(KeptNode(**k) for k in conversion.get("kept_fp32", [])),
+        quantized=job.recipe.summary(conversion),
         conversion=conversion,
         tool=dict(conversion["tool"]),
         warnings=calibration.warnings,

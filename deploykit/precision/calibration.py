@@ -11,7 +11,7 @@ Three sources, in the order a user meets them:
   carries a warning that says so.
 
 The result's ``sha256`` hashes the final float32 array (shape included), so the same data
-gives the same key whatever its source, and the INT8 cache (:mod:`deploykit.precision.api`)
+gives the same key whatever its source, and the conversion cache (:mod:`deploykit.precision.cache`)
 can skip a calibration it has already done.
 """
 
@@ -29,7 +29,7 @@ import numpy as np
 from deploykit.errors import UsageError
 
 if TYPE_CHECKING:
-    from deploykit.zoo import Preprocessing
+    from deploykit.zoo._registry import Preprocessing
 
 DEFAULT_CALIB_SIZE = 512  # ModelOpt recommends at least ~500 images for CNNs
 DEFAULT_SAMPLE_CALIB_SIZE = 64  # augmented crops of the 8 sample photos
@@ -102,6 +102,20 @@ def _subset(n: int, size: int, seed: int) -> np.ndarray:
 
 
 # ---- .npy / .npz ----------------------------------------------------------------------------
+def _npz_member(loaded: Any, path: Path, input_name: str | None) -> np.ndarray:
+    """The one array of an ``.npz``, or the one named after the model input."""
+    with loaded:
+        names = list(loaded.files)
+        if len(names) == 1:
+            return loaded[names[0]]
+        if input_name and input_name in names:
+            return loaded[input_name]
+        raise UsageError(
+            f"{path} holds {len(names)} arrays ({', '.join(names[:5])}); which one is the input?",
+            hint=f"keep one array in the .npz, or name it {input_name or 'after the model input'!r}",
+        )
+
+
 def load_array(
     path: str | os.PathLike,
     input_shape: Sequence[int],
@@ -127,21 +141,7 @@ def load_array(
             f"cannot read calibration array {path}: {str(exc).splitlines()[0][:200]}",
             hint="save it with numpy.save / numpy.savez (no pickled objects)",
         ) from exc
-    if isinstance(loaded, np.lib.npyio.NpzFile):
-        with loaded:
-            names = list(loaded.files)
-            if len(names) == 1:
-                key = names[0]
-            elif input_name and input_name in names:
-                key = input_name
-            else:
-                raise UsageError(
-                    f"{path} holds {len(names)} arrays ({', '.join(names[:5])}); which one is the input?",
-                    hint=f"keep one array in the .npz, or name it {input_name or 'after the model input'!r}",
-                )
-            array = loaded[key]
-    else:
-        array = loaded
+    array = _npz_member(loaded, path, input_name) if isinstance(loaded, np.lib.npyio.NpzFile) else loaded
     if not np.issubdtype(array.dtype, np.floating):
         raise UsageError(
             f"{path} has dtype {array.dtype}; calibration data must be float (preprocessed, normalized)",

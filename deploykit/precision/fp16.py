@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from deploykit.onnx_graph import graph_io
 from deploykit.precision._modelopt import (
     captured_output,
     modelopt_failed,
@@ -120,6 +121,53 @@ def _reason(message: str) -> str:
     return message
 
 
+def _autocast(src_path: Path, keep_io_types: bool, reference: dict | None, rules: dict[str, Any]) -> tuple[Any, Any]:
+    """Run ModelOpt AutoCast; returns (the converted model, what it logged)."""
+    with captured_output() as captured:
+        try:
+            from modelopt.onnx.autocast import convert_to_mixed_precision
+
+            model = convert_to_mixed_precision(
+                onnx_path=str(src_path),
+                low_precision_type="fp16",
+                keep_io_types=keep_io_types,
+                calibration_data=reference,
+                data_max=rules["data_max"],
+                init_max=rules["init_max"],
+                op_types_to_exclude=list(rules["op_types_kept_fp32"]),
+                nodes_to_exclude=list(rules["nodes_to_exclude"]),
+                providers=["cpu"],
+            )
+        except (ImportError, MemoryError, KeyboardInterrupt):
+            raise
+        except Exception as exc:
+            raise modelopt_failed("FP16 conversion", exc, captured) from exc
+    return model, captured
+
+
+def _kept_nodes(model, captured, op_types: dict[str, str]) -> tuple[KeptNode, ...]:
+    """The nodes AutoCast logged as kept in FP32, each with a sentence saying why."""
+    by_name = {node.name: node for node in model.graph.node}
+    kept: dict[str, KeptNode] = {}
+    for message in captured.messages():
+        match = _SKIP.match(message)
+        if match and match["name"] in by_name and match["name"] not in kept:
+            node = by_name[match["name"]]
+            reason = _reason(match["reason"])
+            if node.op_type in op_types and reason == _RULE_REASONS["DisabledOpTypes"]:
+                reason = f"{node.op_type}: {op_types[node.op_type]}"
+            kept[node.name] = KeptNode(node.name, node.op_type, reason)
+    return tuple(kept.values())
+
+
+def _reference(reference_data: np.ndarray | None, input_names: list[str]) -> dict[str, np.ndarray] | None:
+    if reference_data is None:
+        return None
+    if len(input_names) != 1:
+        raise ValueError("reference_data is a single array; the model has several inputs")
+    return {input_names[0]: np.ascontiguousarray(reference_data[:REFERENCE_SAMPLES], dtype=np.float32)}
+
+
 def convert_onnx_fp16(
     src_path: str | os.PathLike,
     dst_path: str | os.PathLike,
@@ -150,67 +198,25 @@ def convert_onnx_fp16(
     input_names = [i.name for i in source.graph.input]
     del source
     op_types = dict(FP32_OP_TYPES) if op_types_to_exclude is None else {op: "excluded by the caller" for op in op_types_to_exclude}
-
-    reference = None
-    if reference_data is not None:
-        if len(input_names) != 1:
-            raise ValueError("reference_data is a single array; the model has several inputs")
-        reference = {input_names[0]: np.ascontiguousarray(reference_data[:REFERENCE_SAMPLES], dtype=np.float32)}
-
-    with captured_output() as captured:
-        try:
-            from modelopt.onnx.autocast import convert_to_mixed_precision
-
-            model = convert_to_mixed_precision(
-                onnx_path=str(src_path),
-                low_precision_type="fp16",
-                keep_io_types=keep_io_types,
-                calibration_data=reference,
-                data_max=data_max,
-                init_max=init_max,
-                op_types_to_exclude=list(op_types),
-                nodes_to_exclude=list(nodes_to_exclude),
-                providers=["cpu"],
-            )
-        except (ImportError, MemoryError, KeyboardInterrupt):
-            raise
-        except Exception as exc:
-            raise modelopt_failed("FP16 conversion", exc, captured) from exc
-
-    by_name = {node.name: node for node in model.graph.node}
-    kept: dict[str, KeptNode] = {}
-    for message in captured.messages():
-        match = _SKIP.match(message)
-        if match and match["name"] in by_name and match["name"] not in kept:
-            node = by_name[match["name"]]
-            reason = _reason(match["reason"])
-            if node.op_type in op_types and reason == _RULE_REASONS["DisabledOpTypes"]:
-                reason = f"{node.op_type}: {op_types[node.op_type]}"
-            kept[node.name] = KeptNode(node.name, node.op_type, reason)
-
+    rules = {"init_max": init_max, "data_max": data_max, "op_types_kept_fp32": op_types, "nodes_to_exclude": list(nodes_to_exclude)}
+    reference = _reference(reference_data, input_names)
+    model, captured = _autocast(src_path, keep_io_types, reference, rules)
+    kept = _kept_nodes(model, captured, op_types)
     save_checked(model, dst_path)
     f16 = onnx.TensorProto.FLOAT16
     counts = operator_counts(model)
     return Fp16Conversion(
         path=dst_path,
         nodes=len(model.graph.node),
-        kept=tuple(kept.values()),
+        kept=kept,
         keep_io_types=keep_io_types,
         fp16_initializers=sum(1 for t in model.graph.initializer if t.data_type == f16),
         fp32_initializers=sum(1 for t in model.graph.initializer if t.data_type == onnx.TensorProto.FLOAT),
         casts=counts.get("Cast", 0),
         operators=counts,
-        rules={
-            "init_max": init_max,
-            "data_max": data_max,
-            "op_types_kept_fp32": op_types,
-            "nodes_to_exclude": list(nodes_to_exclude),
-        },
+        rules=rules,
         reference=f"{reference_source}, {len(reference[input_names[0]])} samples" if reference else reference_source,
         tool={"name": "NVIDIA ModelOpt AutoCast (modelopt.onnx.autocast.convert_to_mixed_precision)", "version": modelopt_version()},
         seconds=time.perf_counter() - start,
-        inputs={
-            v.name: str(onnx.helper.tensor_dtype_to_np_dtype(v.type.tensor_type.elem_type))
-            for v in (*model.graph.input, *model.graph.output)
-        },
+        inputs={spec.name: spec.dtype for specs in graph_io(model) for spec in specs},
     )

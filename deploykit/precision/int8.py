@@ -102,6 +102,12 @@ def validate_high_precision(dtype: str | None) -> str:
     return dtype
 
 
+def validate_percentile(percentile: float) -> float:
+    if not 50.0 < float(percentile) <= 100.0:
+        raise UsageError(f"percentile {percentile} is out of range", hint="use a value in (50, 100], e.g. 99.999")
+    return float(percentile)
+
+
 def _initializers(model) -> dict[str, Any]:
     return {t.name: t for t in model.graph.initializer}
 
@@ -165,29 +171,23 @@ def _copy_model(src: Path, folder: Path) -> Path:
     return target
 
 
-def _percentile_scales(source_path: Path, model, calibration: np.ndarray, batch: int, percentile: float) -> int:
-    """Replace the activation scales of ``model`` (calibrated with max) by percentile scales.
-
-    Returns the number of tensors whose scale was set. The max calibration gives each
-    tensor's range [0, amax]; one more pass over the data fills a histogram of |x| on it.
-    """
-    import onnx
-    import onnxruntime as ort
-    from onnx import numpy_helper
-
+def _activation_quantizers(model) -> dict[str, list[Any]]:
+    """Activation tensor -> the QuantizeLinear nodes reading it (weights, from initializers, left out)."""
     inits = _initializers(model)
-    activation: dict[str, list[Any]] = {}  # tensor -> its Q nodes
+    activation: dict[str, list[Any]] = {}
     for node in model.graph.node:
         if node.op_type == "QuantizeLinear" and node.input[0] not in inits:
             activation.setdefault(node.input[0], []).append(node)
+    return activation
+
+
+def _histograms(source_path: Path, amax: dict[str, float], calibration: np.ndarray, batch: int) -> dict[str, np.ndarray]:
+    """Histograms of |x| over [0, amax] of each tensor, run through the FP32 source on ONNX Runtime."""
+    import onnx
+    import onnxruntime as ort
 
     source = onnx.load(str(source_path))
-    known = {i.name for i in source.graph.input} | {o for n in source.graph.node for o in n.output}
-    tensors = [t for t in activation if t in known]
-    amax = {}
-    for t in tensors:
-        scale = numpy_helper.to_array(inits[activation[t][0].input[1]]).astype(np.float64)
-        amax[t] = float(np.max(scale)) * INT8_MAX
+    tensors = list(amax)
     existing = {o.name for o in source.graph.output}
     for t in tensors:
         if t not in existing:
@@ -204,22 +204,24 @@ def _percentile_scales(source_path: Path, model, calibration: np.ndarray, batch:
             if amax[t] > 0:
                 counts, _ = np.histogram(np.abs(value), bins=HISTOGRAM_BINS, range=(0.0, amax[t]))
                 hist[t] += counts
+    return hist
 
+
+def _thresholds(hist: dict[str, np.ndarray], amax: dict[str, float], percentile: float) -> dict[str, float]:
+    """Tensor -> the scale that clips it at ``percentile`` of its histogram."""
     new_scale = {}
-    for t in tensors:
-        total = int(hist[t].sum())
+    for t, counts in hist.items():
+        total = int(counts.sum())
         if total == 0 or amax[t] <= 0:
             continue
-        cumulative = np.cumsum(hist[t])
-        index = int(np.searchsorted(cumulative, percentile / 100.0 * total))
-        threshold = min((index + 1) * amax[t] / HISTOGRAM_BINS, amax[t])
-        new_scale[t] = threshold / INT8_MAX
-    # Concat inputs share one scale (ModelOpt's concat elimination expects it): take the largest.
-    dq_to_q = {}
-    for node in model.graph.node:
-        if node.op_type == "DequantizeLinear":
-            dq_to_q[node.output[0]] = node.input[0]
-    q_output_to_tensor = {q.output[0]: t for t, qs in activation.items() for q in qs}
+        index = int(np.searchsorted(np.cumsum(counts), percentile / 100.0 * total))
+        new_scale[t] = min((index + 1) * amax[t] / HISTOGRAM_BINS, amax[t]) / INT8_MAX
+    return new_scale
+
+
+def _share_concat_scales(model, q_output_to_tensor: dict[str, str], new_scale: dict[str, float]) -> None:
+    """Concat inputs share one scale (ModelOpt's concat elimination expects it): the largest."""
+    dq_to_q = {node.output[0]: node.input[0] for node in model.graph.node if node.op_type == "DequantizeLinear"}
     for node in model.graph.node:
         if node.op_type != "Concat":
             continue
@@ -230,8 +232,16 @@ def _percentile_scales(source_path: Path, model, calibration: np.ndarray, batch:
             for t in group:
                 new_scale[t] = common
 
-    # Q and DQ of one tensor usually read the same scale initializer (ORT's QDQ format); a DQ
-    # with its own copy gets the same value, so the pair stays consistent.
+
+def _set_scales(model, activation: dict[str, list[Any]], q_output_to_tensor: dict[str, str], new_scale: dict[str, float]) -> None:
+    """Write the new scales into the Q and DQ scale initializers of each tensor.
+
+    Q and DQ of one tensor usually read the same scale initializer (ORT's QDQ format); a DQ
+    with its own copy gets the same value, so the pair stays consistent.
+    """
+    from onnx import numpy_helper
+
+    inits = _initializers(model)
     scale_of: dict[str, float] = {}
     for t, scale in new_scale.items():
         for q in activation[t]:
@@ -244,7 +254,90 @@ def _percentile_scales(source_path: Path, model, calibration: np.ndarray, batch:
     for name, scale in scale_of.items():
         old = numpy_helper.to_array(inits[name])
         inits[name].CopyFrom(numpy_helper.from_array(np.full(old.shape, scale, dtype=old.dtype), name))
+
+
+def _percentile_scales(source_path: Path, model, calibration: np.ndarray, batch: int, percentile: float) -> int:
+    """Replace the activation scales of ``model`` (calibrated with max) by percentile scales.
+
+    Returns the number of tensors whose scale was set. The max calibration gives each
+    tensor's range [0, amax]; one more pass over the data fills a histogram of |x| on it.
+    """
+    import onnx
+    from onnx import numpy_helper
+
+    inits = _initializers(model)
+    activation = _activation_quantizers(model)
+    source = onnx.load(str(source_path), load_external_data=False)
+    known = {i.name for i in source.graph.input} | {o for n in source.graph.node for o in n.output}
+    del source
+    amax = {
+        t: float(np.max(numpy_helper.to_array(inits[qs[0].input[1]]).astype(np.float64))) * INT8_MAX
+        for t, qs in activation.items()
+        if t in known
+    }
+    new_scale = _thresholds(_histograms(source_path, amax, calibration, batch), amax, percentile)
+    q_output_to_tensor = {q.output[0]: t for t, qs in activation.items() for q in qs}
+    _share_concat_scales(model, q_output_to_tensor, new_scale)
+    _set_scales(model, activation, q_output_to_tensor, new_scale)
     return len(new_scale)
+
+
+def _check_calibration(calibration: Any) -> np.ndarray:
+    calibration = np.asarray(calibration)
+    if calibration.ndim != 4 or not np.issubdtype(calibration.dtype, np.floating) or len(calibration) == 0:
+        raise UsageError(f"calibration data must be a non-empty float N x C x H x W array, got {calibration.shape} {calibration.dtype}")
+    return np.ascontiguousarray(calibration, dtype=np.float32)
+
+
+def _modelopt_quantize(local: Path, out: Path, calibration: np.ndarray, method: str, input_name: str, batch: int, **options: Any) -> None:
+    """ModelOpt's ONNX PTQ on ``local`` (calibrating on the CPU in batches of ``batch``), writing ``out``."""
+    shape = "x".join(str(d) for d in (batch, *calibration.shape[1:]))
+    with captured_output() as captured:
+        try:
+            from modelopt.onnx.quantization import quantize
+
+            quantize(
+                onnx_path=str(local),
+                quantize_mode="int8",
+                calibration_data=calibration,
+                calibration_method="max" if method == "percentile" else method,
+                calibration_shapes=f"{input_name}:{shape}",
+                calibration_eps=["cpu"],
+                output_path=str(out),
+                log_level="WARNING",
+                **options,
+            )
+        except (ImportError, MemoryError, KeyboardInterrupt):
+            raise
+        except Exception as exc:
+            raise modelopt_failed("INT8 quantization", exc, captured) from exc
+        if not out.is_file():
+            raise modelopt_failed("INT8 quantization", RuntimeError("no output model was written"), captured)
+
+
+def _source_facts(src_path: Path, samples: int) -> tuple[str, int, int]:
+    """(input name, calibration batch, samples usable) of the FP32 source and ``samples`` inputs.
+
+    ModelOpt splits the set into len // batch steps (np.array_split): with a dynamic batch a
+    step may hold a few more samples; a fixed batch needs whole steps.
+    """
+    import onnx
+
+    source = onnx.load(str(src_path), load_external_data=False)
+    refuse_converted(source, src_path)
+    if len(source.graph.input) != 1:
+        raise UsageError(f"{src_path} has {len(source.graph.input)} inputs; deploykit calibrates one image input")
+    batch, fixed = _batch_size(source, samples)
+    return source.graph.input[0].name, batch, samples - samples % batch if fixed else samples
+
+
+def _tool(batch: int) -> dict[str, str]:
+    return {
+        "name": "NVIDIA ModelOpt ONNX PTQ (modelopt.onnx.quantization.quantize, quantize_mode=int8)",
+        "version": modelopt_version(),
+        "calibration_provider": "onnxruntime CPUExecutionProvider",
+        "calibration_batch": str(batch),
+    }
 
 
 def quantize_onnx_int8(
@@ -267,12 +360,8 @@ def quantize_onnx_int8(
     """
     method = validate_method(method)
     high_precision_dtype = validate_high_precision(high_precision_dtype)
-    if not 50.0 < float(percentile) <= 100.0:
-        raise UsageError(f"percentile {percentile} is out of range", hint="use a value in (50, 100], e.g. 99.999")
-    calibration = np.asarray(calibration)
-    if calibration.ndim != 4 or not np.issubdtype(calibration.dtype, np.floating) or len(calibration) == 0:
-        raise UsageError(f"calibration data must be a non-empty float N x C x H x W array, got {calibration.shape} {calibration.dtype}")
-    calibration = np.ascontiguousarray(calibration, dtype=np.float32)
+    percentile = validate_percentile(percentile)
+    calibration = _check_calibration(calibration)
     require_modelopt("INT8 quantization (ModelOpt ONNX PTQ)")
     import onnx
 
@@ -280,50 +369,16 @@ def quantize_onnx_int8(
 
     start = time.perf_counter()
     src_path, dst_path = Path(src_path), Path(dst_path)
-    source = onnx.load(str(src_path), load_external_data=False)
-    refuse_converted(source, src_path)
-    if len(source.graph.input) != 1:
-        raise UsageError(f"{src_path} has {len(source.graph.input)} inputs; deploykit calibrates one image input")
-    input_name = source.graph.input[0].name
-    batch, fixed = _batch_size(source, len(calibration))
-    del source
-    # ModelOpt splits the set into len // batch steps (np.array_split): with a dynamic batch a
-    # step may hold a few more samples; a fixed batch needs whole steps.
-    usable = len(calibration) - len(calibration) % batch if fixed else len(calibration)
+    input_name, batch, usable = _source_facts(src_path, len(calibration))
     calibration = calibration[:usable]
-    shape = "x".join(str(d) for d in (batch, *calibration.shape[1:]))
-    external = bool(onnx_checks.external_data_files(src_path))
-
     work = Path(tempfile.mkdtemp(prefix=".deploykit-int8-", dir=dst_path.parent if dst_path.parent.is_dir() else None))
     try:
-        local = _copy_model(src_path, work)
-        out = work / "quantized.onnx"
-        with captured_output() as captured:
-            try:
-                from modelopt.onnx.quantization import quantize
-
-                quantize(
-                    onnx_path=str(local),
-                    quantize_mode="int8",
-                    calibration_data=calibration,
-                    calibration_method="max" if method == "percentile" else method,
-                    calibration_shapes=f"{input_name}:{shape}",
-                    calibration_eps=["cpu"],
-                    output_path=str(out),
-                    high_precision_dtype=high_precision_dtype,
-                    use_external_data_format=external,
-                    log_level="WARNING",
-                )
-            except (ImportError, MemoryError, KeyboardInterrupt):
-                raise
-            except Exception as exc:
-                raise modelopt_failed("INT8 quantization", exc, captured) from exc
-            if not out.is_file():
-                raise modelopt_failed("INT8 quantization", RuntimeError("no output model was written"), captured)
+        local, out = _copy_model(src_path, work), work / "quantized.onnx"
+        external = bool(onnx_checks.external_data_files(src_path))
+        options = {"high_precision_dtype": high_precision_dtype, "use_external_data_format": external}
+        _modelopt_quantize(local, out, calibration, method, input_name, batch, **options)
         model = onnx.load(str(out))
-        replaced = 0
-        if method == "percentile":
-            replaced = _percentile_scales(local, model, calibration, batch, float(percentile))
+        replaced = _percentile_scales(local, model, calibration, batch, percentile) if method == "percentile" else 0
         summary = summarize_qdq(model)
         if not summary["quantize_linear"]:
             raise DeployKitError(
@@ -333,20 +388,14 @@ def quantize_onnx_int8(
         save_checked(model, dst_path)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-
     return Int8Quantization(
         path=dst_path,
         method=method,
         samples=usable,
         high_precision_dtype=high_precision_dtype,
-        tool={
-            "name": "NVIDIA ModelOpt ONNX PTQ (modelopt.onnx.quantization.quantize, quantize_mode=int8)",
-            "version": modelopt_version(),
-            "calibration_provider": "onnxruntime CPUExecutionProvider",
-            "calibration_batch": str(batch),
-        },
+        tool=_tool(batch),
         seconds=time.perf_counter() - start,
-        percentile=float(percentile) if method == "percentile" else None,
+        percentile=percentile if method == "percentile" else None,
         percentile_tensors=replaced,
         **summary,
     )
