@@ -34,11 +34,6 @@ ALLOWLIST = {
     "deploykit/export.py::export_onnx",
     "deploykit/export.py::_export_into",
     "deploykit/parity.py::check",
-    "deploykit/precision/api.py::make_variant",
-    "deploykit/precision/calibration.py::load_array",
-    "deploykit/precision/fp16.py::convert_onnx_fp16",
-    "deploykit/precision/int8.py::_percentile_scales",
-    "deploykit/precision/int8.py::quantize_onnx_int8",
 }
 
 # Repeated blocks allowed for now: "module + module" (sorted) -> how many such blocks.

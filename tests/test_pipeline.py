@@ -15,7 +15,7 @@ def test_every_format_and_precision_has_a_stage_with_a_resolvable_parent():
             stages = pipeline.chain(fmt, precision)
             assert stages[0].parent is None, "every chain starts from PyTorch"
             assert (stages[-1].format, stages[-1].precision) == (fmt, precision)
-            for parent, child in zip(stages, stages[1:]):
+            for parent, child in zip(stages, stages[1:], strict=False):
                 assert child.parent == (parent.format, parent.precision)
 
 

@@ -127,7 +127,7 @@ def _parent_facts(parent) -> tuple[TensorSpec, TensorSpec, Any]:
     from dataclasses import fields
 
     from deploykit.onnx_graph import graph_io
-    from deploykit.zoo._registry import Preprocessing  # the torch-free part of the zoo
+    from deploykit.preprocessing import Preprocessing
 
     spec_in, spec_out = parent.meta.get("input"), parent.meta.get("output")
     if isinstance(spec_in, dict) and spec_in.get("shape") and isinstance(spec_out, dict):

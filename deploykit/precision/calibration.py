@@ -29,7 +29,7 @@ import numpy as np
 from deploykit.errors import UsageError
 
 if TYPE_CHECKING:
-    from deploykit.zoo._registry import Preprocessing
+    from deploykit.preprocessing import Preprocessing
 
 DEFAULT_CALIB_SIZE = 512  # ModelOpt recommends at least ~500 images for CNNs
 DEFAULT_SAMPLE_CALIB_SIZE = 64  # augmented crops of the 8 sample photos
