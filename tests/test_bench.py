@@ -542,3 +542,14 @@ def test_worker_measures_ceilings_at_the_run_thread_count(tiny_repo):
     no_ceilings = bench.run_matrix([_config(tiny_repo, backend="onnxruntime", threads=1, ceilings=False)],
                                    isolate=False, progress=False).results[0]
     assert no_ceilings.ok and no_ceilings.ceilings is None
+
+
+def test_markdown_puts_the_roofline_efficiency_beside_measured_rows():
+    from deploykit.estimate.check import bench_efficiency
+
+    run = _sample_run()
+    efficiency = bench_efficiency(run.results[0], run.machine)
+    assert efficiency is not None and efficiency > 0
+    md = bench.to_markdown(run)
+    assert "% roofline" in md and f"| {efficiency * 100:.0f} |" in md
+    assert bench_efficiency(run.results[1], run.machine) is None  # skipped: nothing measured

@@ -84,3 +84,18 @@ def test_torch_on_this_cpu_stays_under_the_floor_measured_beside_it():
     check = check_throughput("torch", "resnet18", spec, 1, ips, "measured now")
     assert check.holds, check.to_dict()
     assert check.efficiency > 0
+
+
+def test_bench_efficiency_on_a_gpu_row_uses_the_table():
+    from deploykit import bench
+    from deploykit.bench.config import BenchConfig
+    from deploykit.estimate.check import bench_efficiency, ceiling_ips
+
+    lat = bench.latency_statistics([[0.001, 0.001]], batch=8, stable=True, tolerance=0.05,
+                                   timed_seconds=0.01, warmup=1)
+    config = BenchConfig(model="resnet50", backend="tensorrt", precision="int8", batch=8, device="cuda:0")
+    result = bench.BenchResult(config=config, status="ok", latency=lat)
+    machine = {"gpus": [{"name": "NVIDIA H100 80GB HBM3"}]}
+    roofline, _ = ceiling_ips("resnet50", get_device("h100", "int8"), 8)
+    assert bench_efficiency(result, machine) == pytest.approx(result.throughput_ips / roofline)
+    assert bench_efficiency(result, {"gpus": [{"name": "NVIDIA GeForce RTX 4090"}]}) is None

@@ -12,6 +12,12 @@ from typing import Any
 
 from deploykit.bench.config import describe_config
 from deploykit.bench.results import BenchResult, BenchRun
+from deploykit.estimate.check import bench_efficiency
+
+ROOFLINE_NOTE = (
+    "% roofline: img/s over deploykit estimate's per-layer roofline for the same model, precision "
+    "and batch (GPU: datasheet row; CPU: SGEMM and copy ceilings measured at the run's thread count)"
+)
 
 CSV_COLUMNS = (
     "model",
@@ -128,6 +134,7 @@ def table_rows(run: BenchRun) -> tuple[list[str], list[list[str]], list[str]]:
         ("% peak", lambda r: _fmt(r.peak_fraction, ".1f", 100.0)),
         ("% SGEMM", lambda r: _fmt(r.sgemm_fraction, ".1f", 100.0)),
         ("% copy", lambda r: _fmt(r.copy_fraction, ".1f", 100.0)),
+        ("% roofline", lambda r: _fmt(bench_efficiency(r, run.machine), ".0f", 100.0)),
         ("RSS MB", lambda r: _fmt(r.peak_rss_bytes, ".0f", 1e-6)),
         ("GPU MB", lambda r: _fmt(r.device_memory_bytes, ".0f", 1e-6)),
         ("file MB", lambda r: _fmt(r.artifact_bytes, ".1f", 1e-6)),
@@ -203,6 +210,8 @@ def to_markdown(run: BenchRun) -> str:
         lines.append(f"Peak {note}.")
     for note in ceiling_notes(run):
         lines.append(f"Measured ceilings, {note}.")
+    if "% roofline" in header:
+        lines.append(f"{ROOFLINE_NOTE}.")
     return "\n".join(lines) + "\n"
 
 
@@ -250,6 +259,8 @@ def render_table(run: BenchRun, console: Any) -> None:
         console.print(f"[dim]peak {note}[/]")
     for note in ceiling_notes(run):
         console.print(f"[dim]measured ceilings, {note}[/]")
+    if "% roofline" in header:
+        console.print(f"[dim]{ROOFLINE_NOTE}[/]")
     for r in run.results:
         if r.layers:
             console.print(_layer_table(r))

@@ -123,3 +123,50 @@ def spec_for_run(device: str, precision: str, threads: int | None = None) -> Dev
     if precision not in PRECISIONS:
         return None
     return get_device(device, precision, threads=threads if device == CPU else None)
+
+
+def _recorded_ceilings(result: Any) -> dict[str, Any] | None:
+    """Ceilings measured beside a bench run (in the worker), when the run recorded them."""
+    found = getattr(result, "ceilings", None) or (getattr(result, "runner", None) or {}).get("ceilings")
+    if hasattr(found, "to_dict"):
+        found = found.to_dict()
+    return found if isinstance(found, dict) and found.get("sgemm_gflops") else None
+
+
+def bench_spec(result: Any, machine: dict[str, Any]) -> DeviceSpec | None:
+    """The roofline device of a bench result: its GPU's table row, or this CPU at the run's
+    thread count (its recorded ceilings when it has them, else measured now); None otherwise."""
+    from deploykit.estimate.devices import cpu_from_ceilings
+
+    config = result.config
+    precision = config.precision
+    if precision not in PRECISIONS:
+        return None
+    if str(config.device).startswith("cuda"):
+        gpus = machine.get("gpus") or [{}]
+        device = device_for_gpu(gpus[0].get("name"), gpus[0].get("memory_bytes"))
+        return get_device(device, precision) if device else None
+    recorded = _recorded_ceilings(result)
+    if recorded and precision == "fp32":
+        return cpu_from_ceilings(precision, recorded["sgemm_gflops"], recorded["copy_gbps"],
+                                 int(recorded.get("threads") or 1))
+    threads = (result.runner or {}).get("threads") or config.threads
+    return get_device(CPU, precision, threads=threads)
+
+
+def bench_efficiency(result: Any, machine: dict[str, Any]) -> float | None:
+    """Measured images/s of a bench result over its roofline ceiling; None when the device or
+    model is not one the roofline knows."""
+    from deploykit.errors import DeployKitError
+
+    if not getattr(result, "ok", False) or not result.throughput_ips:
+        return None
+    try:
+        spec = bench_spec(result, machine)
+        if spec is None:
+            return None
+        config = result.config
+        roofline, _ = ceiling_ips(config.model, spec, config.batch, config.input_size)
+    except (DeployKitError, ImportError):  # not a zoo model; torch or analyze not importable
+        return None
+    return result.throughput_ips / roofline
