@@ -10,7 +10,10 @@
 - ``accuracy_vs_gmacs.png``: the zoo as an accuracy-vs-cost bubble chart in the style of
   Canziani et al. 2017 (x: GMACs per image, y: published ImageNet top-1, area: params);
 - ``accuracy_vs_latency.png``: the same y against the measured batch-1 latency of each
-  benchmarked model (its fastest configuration per machine).
+  benchmarked model (its fastest configuration per machine);
+- ``roofline.png`` and ``latency_bound.png``: ``deploykit estimate``'s roofline (one point per
+  layer, each device's roofs) and latency bound across devices and precisions for the
+  benchmarked zoo models.
 
 Every file is written atomically; files already in ``out_dir`` that the report does not
 make are left alone.
@@ -29,8 +32,10 @@ from typing import Any
 
 from deploykit.bench import BenchResult, BenchRun, machine_line, to_markdown
 from deploykit.errors import UsageError
+from deploykit.estimate.plot import report_charts
 
-CHARTS = ("latency_vs_batch.png", "throughput_vs_batch.png", "accuracy_vs_gmacs.png", "accuracy_vs_latency.png")
+CHARTS = ("latency_vs_batch.png", "throughput_vs_batch.png", "accuracy_vs_gmacs.png", "accuracy_vs_latency.png",
+          "roofline.png", "latency_bound.png")
 
 
 @dataclass(frozen=True)
@@ -429,6 +434,21 @@ CHART_SECTIONS: dict[str, tuple[str | None, str, str]] = {
         "that with `deploykit parity`).",
         "accuracy vs latency",
     ),
+    "roofline.png": (
+        "Roofline bounds on devices you may not own",
+        "`deploykit estimate` for the first benchmarked model: one point per layer at its arithmetic "
+        "intensity (FLOP per byte moved) and the rate its roof allows, under each device's compute "
+        "and memory roofs (dense datasheet figures; `cpu` is this machine, measured). Points on the "
+        "slope are memory-bound. No fusion, caches or launch overheads are modelled (docs/estimate.md).",
+        "roofline per device",
+    ),
+    "latency_bound.png": (
+        None,
+        "The latency bound of each benchmarked model per device and precision, at batch 1 and 64 "
+        "(log scale): the time no deployment can beat without fusing layers or keeping activations "
+        "on chip. `deploykit bench` prints measured / bound as '% roofline'.",
+        "latency bound per device and precision",
+    ),
 }
 
 ZOO_INTRO = (
@@ -458,6 +478,7 @@ def _make_charts(runs: Sequence[BenchRun], rows: Sequence[ZooRow], out: Path) ->
         "throughput_vs_batch.png": plot_vs_batch(runs, out / "throughput_vs_batch.png", "throughput"),
         "accuracy_vs_gmacs.png": plot_accuracy_vs_gmacs(rows, out / "accuracy_vs_gmacs.png"),
         "accuracy_vs_latency.png": plot_accuracy_vs_latency(runs, rows, out / "accuracy_vs_latency.png"),
+        **report_charts([r.config.model for run in runs for r in run.results if r.ok], out),
     }
 
 

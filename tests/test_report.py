@@ -56,8 +56,8 @@ def test_report_renders_markdown_and_real_pngs(results_files, tmp_path):
     out = tmp_path / "report"
     report = make_report(results_files, out, zoo_models=["resnet18", "mobilenet_v2", "vgg16", "alexnet"])
     names = sorted(p.name for p in report.charts)
-    assert names == ["accuracy_vs_gmacs.png", "accuracy_vs_latency.png", "latency_vs_batch.png",
-                     "throughput_vs_batch.png"]
+    assert names == ["accuracy_vs_gmacs.png", "accuracy_vs_latency.png", "latency_bound.png",
+                     "latency_vs_batch.png", "roofline.png", "throughput_vs_batch.png"]
     for chart in report.charts:
         data = chart.read_bytes()
         assert data.startswith(PNG_MAGIC) and len(data) > 10_000  # a drawn chart, not an empty canvas

@@ -123,3 +123,23 @@ def save_charts(result: EstimateResult, path: str | os.PathLike) -> list[Path]:
     path = check_plot_path(path)
     latency = path.with_name(f"{path.stem}_latency{path.suffix}")
     return [plot_roofline(roofline_items(result), path), plot_latency_bounds(result, latency)]
+
+
+REPORT_CHARTS = ("roofline.png", "latency_bound.png")
+
+
+def report_charts(models: Sequence[str], out: Path, batches: Sequence[int] = (1, 64)) -> dict[str, Path | None]:
+    """The two roofline charts of the trade-off report for the zoo models it measured (the
+    first four): the roofline of the first on every device, and every model's latency bound
+    across devices and precisions. None for each when no zoo model was measured."""
+    from deploykit.estimate import estimate
+    from deploykit.zoo import list_models
+
+    known = [m for m in dict.fromkeys(models) if m in list_models()][:4]
+    if not known:
+        return dict.fromkeys(REPORT_CHARTS)
+    result = estimate(known, batches=list(batches))
+    return {
+        "roofline.png": plot_roofline(roofline_items(result), out / "roofline.png"),
+        "latency_bound.png": plot_latency_bounds(result, out / "latency_bound.png"),
+    }
