@@ -38,6 +38,13 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def find_server_python_or_none() -> str | None:
+    try:
+        return find_server_python()
+    except DeployKitError:
+        return None
+
+
 def _server_python_or_skip() -> str:
     try:
         return find_server_python()
@@ -300,6 +307,64 @@ def test_bad_requests_with_raw_http(server):
     assert requests.get(f"{base}/v2/health/live", timeout=10).status_code == 200
 
 
+HUGE_SHAPES = [
+    [1000000000, 3, 64, 64],  # the issue's requests, exactly (one data element each)
+    [4, 3, 64, 1000000000],
+    [1000000000, 3, 32, 32],  # the same with this model's own dims
+    [4, 3, 32, 1000000000],
+    [MAX_BATCH, 3, 32, 32],  # a legal shape whose data is one element
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("shape", HUGE_SHAPES, ids=lambda shape: "x".join(map(str, shape)))
+def test_a_huge_declared_shape_does_not_take_the_server_down(server, reference, shape):
+    """One small JSON body declaring terabytes: a 400 with the reason, then a good request is served."""
+    import requests
+
+    base = server.status.http_url
+    infer = f"{base}/v2/models/{MODEL}/infer"
+    bad = {"inputs": [{"name": "input", "shape": shape, "datatype": "FP32", "data": [0.0]}]}
+    reply = requests.post(infer, data=json.dumps(bad), headers={"Content-Type": "application/json"}, timeout=60)
+    assert reply.status_code == 400, reply.text[:300]
+    assert "shape" in reply.json()["error"] or "batch" in reply.json()["error"]
+    good = np.zeros((1, 3, 32, 32), np.float32)
+    body = {"inputs": [{"name": "input", "shape": [1, 3, 32, 32], "datatype": "FP32", "data": good.ravel().tolist()}]}
+    reply = requests.post(infer, data=json.dumps(body), headers={"Content-Type": "application/json"}, timeout=60)
+    assert reply.status_code == 200, reply.text[:300]
+    (output,) = reply.json()["outputs"]
+    np.testing.assert_allclose(np.array(output["data"]).reshape(1, 10), reference.infer(good), rtol=1e-4, atol=1e-4)
+    assert server.process.poll() is None
+    assert server.current_status().restarts == 0  # rejected in front: tritonserver never saw it
+
+
+def test_front_checks_declared_shapes_against_the_model_and_the_data():
+    """The front's rule, without a server: shape against dims and max batch, data length against shape."""
+    from deploykit.serve.front import body_limit, request_error
+    from deploykit.serve.protocol import ServedModel
+
+    model = ServedModel("m", "onnxruntime", "m.onnx", 1, 8, (4, 8), 100, "input", (3, 32, 32), "logits", (10,))
+
+    def request(shape, count=None, binary=False):
+        tensor = {"name": "input", "shape": shape, "datatype": "FP32"}
+        if binary:
+            tensor["parameters"] = {"binary_data_size": 4 * int(np.prod(shape))}
+        else:
+            tensor["data"] = [0.0] * (int(np.prod(shape)) if count is None else count)
+        return {"inputs": [tensor]}
+
+    assert request_error(model, request([2, 3, 32, 32]), binary=False) is None
+    assert request_error(model, request([2, 3, 32, 32], binary=True), binary=True) is None
+    for shape in HUGE_SHAPES:
+        assert request_error(model, request(shape, count=1), binary=False), shape
+        assert request_error(model, request(shape, binary=True), binary=True) or shape == [MAX_BATCH, 3, 32, 32]
+    assert "9 is outside 1..8" in request_error(model, request([9, 3, 32, 32]), binary=False)
+    assert "declares 6144 elements, the data has 100" in request_error(model, request([2, 3, 32, 32], 100), binary=False)
+    assert "unknown input" in request_error(model, {"inputs": [{"name": "x", "shape": [1], "data": [0]}]}, binary=False)
+    assert request_error(model, {"inputs": [{"name": "input", "shape": "1,3", "data": [0]}]}, binary=False)
+    assert body_limit([model]) > 8 * 3 * 32 * 32 * 20
+
+
 # ---- the client command --------------------------------------------------------------------------------
 @pytest.mark.slow
 @pytest.mark.parametrize("protocol", ["http", "grpc"])
@@ -392,8 +457,18 @@ def test_serve_command_usage_errors(tmp_path, repo):
     assert unknown.exit_code == 2 and "no model 'nope'" in unknown.output
     bad_python = runner.invoke(cli, ["serve", "--repo", str(repo), "--python", str(tmp_path / "python")])
     assert bad_python.exit_code == 2 and "not an executable Python" in bad_python.output
+    for result in (missing, unknown, bad_python):
+        assert "starting tritonserver" not in result.output  # arguments are checked before anything starts
     same_ports = runner.invoke(cli, ["serve", "--repo", str(repo), "--http-port", "9000", "--grpc-port", "9000"])
     assert same_ports.exit_code == 2
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = str(busy.getsockname()[1])
+        taken = runner.invoke(cli, ["serve", "--repo", str(repo), "--http-port", port])
+    if find_server_python_or_none():
+        assert taken.exit_code == 2 and f"address already in use: 127.0.0.1:{port}" in taken.output, taken.output
+        assert "starting tritonserver" not in taken.output
 
 
 def test_serve_command_names_the_fix_when_pytriton_is_missing(tmp_path, repo, monkeypatch):
@@ -403,6 +478,7 @@ def test_serve_command_names_the_fix_when_pytriton_is_missing(tmp_path, repo, mo
     result = CliRunner().invoke(cli, ["serve", "--repo", str(repo), "--http-port", str(_free_port())])
     assert result.exit_code == 1
     assert "PyTriton is not installed" in result.output and "serve_env.sh" in result.output
+    assert "starting tritonserver" not in result.output
 
 
 def test_libpython_goes_first_on_ld_library_path():
@@ -448,6 +524,9 @@ def test_serve_command_prints_endpoints_and_stops_on_sigint(repo, tmp_path):
             time.sleep(0.5)
         text = log.read_text()
         assert "Press Ctrl+C" in text, text[-2000:]
+        import requests
+
+        assert requests.get(f"http://127.0.0.1:{http_port}/v2/models/{MODEL}/ready", timeout=10).status_code == 200
         assert f"http://127.0.0.1:{http_port}" in text
         assert MODEL in text and "missing_onnx_fp32" in text and "UNAVAILABLE" in text
         time.sleep(1.0)  # the launcher polls its status file every 0.2 s before it waits
@@ -461,6 +540,45 @@ def test_serve_command_prints_endpoints_and_stops_on_sigint(repo, tmp_path):
 
 
 @pytest.mark.slow
+def test_ready_means_every_model_is_ready(repo):
+    """Strict readiness: /v2/health/ready is 200 only once every served model answers, from the first 200 on."""
+    import time
+
+    import requests
+
+    _server_python_or_skip()
+    http_port = _free_port()
+    base = f"http://127.0.0.1:{http_port}"
+    seen: list[tuple[int, int]] = []  # (health/ready, model ready) as a client polling from the start sees them
+    done = threading.Event()
+
+    def poll() -> None:
+        while not done.is_set():
+            try:
+                health = requests.get(f"{base}/v2/health/ready", timeout=5).status_code
+                if health == 200:
+                    seen.append((health, requests.get(f"{base}/v2/models/{MODEL}/ready", timeout=5).status_code))
+            except requests.RequestException:
+                pass
+            time.sleep(0.05)
+
+    watcher = threading.Thread(target=poll, daemon=True)
+    watcher.start()
+    server = LocalServer(repo=repo, models=[MODEL, "missing_onnx_fp32"], http_port=http_port, grpc_port=_free_port(), metrics_port=_free_port())
+    try:
+        status = server.start(timeout=240)
+        assert requests.get(f"{base}/v2/models/{MODEL}/ready", timeout=10).status_code == 200  # ready when start() returns
+        assert [u.name for u in status.unavailable] == ["missing_onnx_fp32"]  # not served: not waited for
+        time.sleep(1.0)
+    finally:
+        done.set()
+        watcher.join(timeout=30)
+        server.stop()
+    assert seen, "/v2/health/ready never answered 200"
+    assert all(model == 200 for _, model in seen), seen
+
+
+@pytest.mark.slow
 def test_a_busy_port_is_reported_at_once(repo):
     _server_python_or_skip()
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as busy:
@@ -471,6 +589,49 @@ def test_a_busy_port_is_reported_at_once(repo):
         with pytest.raises(DeployKitError, match=f"address already in use: 127.0.0.1:{port}"):
             server.start(timeout=120)
         assert server.process.poll() is not None  # nothing left running
+
+
+@pytest.mark.slow
+def test_a_dead_tritonserver_is_restarted_and_reported(server, reference):
+    """kill -9 of tritonserver itself: the server process starts it again, says so, and serves."""
+    import signal
+    import time
+
+    import requests
+
+    group = server.process.pid  # the server's process group holds tritonserver
+    victims = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                exe = (proc / "cmdline").read_bytes().split(b"\0")[0]
+                if exe.endswith(b"/tritonserver") and os.getpgid(int(proc.name)) == group:
+                    victims.append(int(proc.name))
+            except (OSError, ProcessLookupError):
+                continue
+    assert victims, "no tritonserver in the server's process group"
+    for pid in victims:
+        os.kill(pid, signal.SIGKILL)
+    http, conn = _http(server)
+    good = np.zeros((1, 3, 32, 32), np.float32)
+    deadline, served = time.monotonic() + 180, None
+    try:
+        while served is None and time.monotonic() < deadline:
+            time.sleep(1.0)
+            try:
+                if requests.get(f"{server.status.http_url}/v2/health/ready", timeout=10).status_code == 200:
+                    served = _infer_http(conn, http, good)
+            except Exception:  # still restarting: connection refused, 503, ...
+                conn.close()
+                http, conn = _http(server)
+    finally:
+        conn.close()
+    assert served is not None, "the server did not come back"
+    np.testing.assert_allclose(served, reference.infer(good), rtol=1e-4, atol=1e-4)
+    assert server.process.poll() is None
+    assert server.current_status().restarts == 1
+    output = Path(server.output.name).read_text()
+    assert "tritonserver died" in output and "restarted" in output
 
 
 # ---- last: shutdown ------------------------------------------------------------------------------------

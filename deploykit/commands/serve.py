@@ -49,6 +49,7 @@ def command(repo, models, host, http_port, grpc_port, metrics_port, backend, thr
     from deploykit.errors import UsageError
     from deploykit.serve.launcher import LocalServer
     from deploykit.serve.plan import plan_repository
+    from deploykit.serve.protocol import port_in_use
 
     names = split_list(models) or None
     if len({http_port, grpc_port, metrics_port}) != 3:
@@ -73,6 +74,10 @@ def command(repo, models, host, http_port, grpc_port, metrics_port, backend, thr
         log_file=log_file,
         quiet=False,  # the server prints its endpoints and models
     )
+    server.prepare()  # a bad --python or an environment without PyTriton fails before anything starts
+    busy = [str(port) for port in (http_port, grpc_port, metrics_port) if port_in_use(host, port)]
+    if busy:
+        raise UsageError(f"address already in use: {host}:{', '.join(busy)}", hint="another server running? choose other ports")
     click.echo(f"starting tritonserver for {len(planned)} model(s) from {repo} ...", err=True)
     try:
         server.start()  # stops the server itself if interrupted

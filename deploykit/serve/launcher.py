@@ -140,6 +140,14 @@ class LocalServer:
     process: subprocess.Popen | None = field(default=None, init=False)
     status: ServerStatus | None = field(default=None, init=False)
     _tmp: tempfile.TemporaryDirectory | None = field(default=None, init=False, repr=False)
+    _prepared: tuple[str, dict[str, str]] | None = field(default=None, init=False, repr=False)
+
+    def prepare(self) -> LocalServer:
+        """Find the server interpreter and check it has PyTriton (cheap; ``start`` does it if not done)."""
+        if self._prepared is None:
+            python = find_server_python(self.python)
+            self._prepared = (python, server_environment(python))
+        return self
 
     def command(self, python: str, status_file: str) -> list[str]:
         cmd = [
@@ -165,8 +173,7 @@ class LocalServer:
         return cmd + list(self.extra_args)
 
     def start(self, timeout: float = 180.0) -> ServerStatus:
-        python = find_server_python(self.python)
-        env = server_environment(python)
+        python, env = self.prepare()._prepared
         self._tmp = tempfile.TemporaryDirectory(prefix="deploykit-serve-")
         status_file = Path(self._tmp.name) / "status.json"
         self.process = subprocess.Popen(
@@ -207,6 +214,10 @@ class LocalServer:
             self.stop()
             raise DeployKitError(f"the server did not start: {error}", hint=self._log_hint())
         return status
+
+    def current_status(self) -> ServerStatus | None:
+        """The status file as the server last wrote it (it counts tritonserver restarts)."""
+        return read_status(Path(self._tmp.name) / "status.json") if self._tmp is not None else None
 
     def _log_hint(self) -> str | None:
         return f"see the server log {self.log_file}" if self.log_file else None

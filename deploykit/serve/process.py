@@ -29,29 +29,21 @@ from deploykit.serve.protocol import (
     ServerStatus,
     Unavailable,
     ensure_libpython_on_path,
+    port_in_use,
     server_arguments,
     write_status,
 )
-
-
-def _port_in_use(host: str, port: int) -> bool:
-    """True when something listens on host:port (SO_REUSEADDR: a closed socket in TIME_WAIT is free)."""
-    import socket
-
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((host, port))
-        except OSError:
-            return True
-    return False
 
 
 def _reason(exc: BaseException) -> str:
     if isinstance(exc, DeployKitError):
         return exc.message
     return f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
+
+
+_PRIVATE_HOST = "127.0.0.1"
+MODELS_READY_TIMEOUT = 300.0  # seconds tritonserver gets to load every bound model
+MAX_RESTARTS = 5
 
 
 class _Failed(Exception):
@@ -167,12 +159,21 @@ def _bind(triton, model: ServedModel, runner) -> None:
     )
 
 
-def _triton_config(args: argparse.Namespace):
+def _free_loopback_port() -> int:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((_PRIVATE_HOST, 0))
+        return s.getsockname()[1]
+
+
+def _triton_config(args: argparse.Namespace, http_port: int):
     from pytriton.triton import TritonConfig
 
+    # tritonserver's own HTTP endpoint stays private: the front (deploykit.serve.front) owns the public one
     return TritonConfig(
-        http_address=args.host,
-        http_port=args.http_port,
+        http_address=_PRIVATE_HOST,
+        http_port=http_port,
         grpc_address=args.host,
         grpc_port=args.grpc_port,
         metrics_address=args.host,
@@ -184,10 +185,10 @@ def _triton_config(args: argparse.Namespace):
     )
 
 
-def _start_triton(args: argparse.Namespace, bound: _Bound, security):
+def _start_triton(args: argparse.Namespace, bound: _Bound, security, http_port: int):
     from pytriton.triton import Triton
 
-    triton = Triton(config=_triton_config(args), security_config=security)
+    triton = Triton(config=_triton_config(args, http_port), security_config=security)
     try:
         for model, runner in bound.runners:
             _bind(triton, model, runner)
@@ -200,7 +201,7 @@ def _start_triton(args: argparse.Namespace, bound: _Bound, security):
 
 
 # ---- the process ---------------------------------------------------------------------------------
-def _ready_status(args: argparse.Namespace, bound: _Bound, security) -> ServerStatus:
+def _ready_status(args: argparse.Namespace, bound: _Bound, security, restarts: int = 0) -> ServerStatus:
     host = f"[{args.host}]" if ":" in args.host else args.host
     return ServerStatus(
         state="ready",
@@ -212,11 +213,12 @@ def _ready_status(args: argparse.Namespace, bound: _Bound, security) -> ServerSt
         unavailable=tuple(bound.unavailable),
         access_token=security.access_token,
         log_file=args.log_file,
+        restarts=restarts,
     )
 
 
 def _preflight(args: argparse.Namespace) -> None:
-    busy = [f"{args.host}:{port}" for port in (args.http_port, args.grpc_port, args.metrics_port) if _port_in_use(args.host, port)]
+    busy = [f"{args.host}:{port}" for port in (args.http_port, args.grpc_port, args.metrics_port) if port_in_use(args.host, port)]
     if busy:  # tritonserver would only time out on it, a minute later
         raise _Failed(f"address already in use: {', '.join(busy)} (another server running? choose other ports)")
     try:
@@ -225,46 +227,114 @@ def _preflight(args: argparse.Namespace) -> None:
         raise _Failed(f"cannot import PyTriton in {sys.executable} ({exc}); create the server environment with .ci/serve_env.sh") from None
 
 
-def _serve_until_stopped(triton, args: argparse.Namespace) -> int:
-    stop = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stop.set())
-    while not stop.is_set() and triton.is_alive():
-        stop.wait(0.5)
-    if stop.is_set():
+@dataclass
+class _Supervised:
+    """tritonserver behind the front; started again (and the event reported) when it dies."""
+
+    args: argparse.Namespace
+    bound: _Bound
+    security: Any
+    front: Any
+    status_path: Path | None
+    triton: Any = None
+    restarts: int = 0
+
+    def start(self) -> None:
+        self.triton = _start_triton(self.args, self.bound, self.security, self.front.upstream[1])
+        self._wait_models()
+
+    def _wait_models(self) -> None:
+        """Strict readiness: every bound model answers ready before the server says it is."""
+        import time
+
+        deadline = time.monotonic() + MODELS_READY_TIMEOUT
+        while not self.front.all_ready():
+            if not self.triton.is_alive() or time.monotonic() > deadline:
+                raise _Failed(f"the models were not ready within {MODELS_READY_TIMEOUT:.0f} s")
+            time.sleep(0.2)
+
+    def restart(self) -> bool:
+        """After tritonserver died: report it, start it again; False when that is not possible."""
+        self.restarts += 1
+        log = f" (log: {self.args.log_file})" if self.args.log_file else ""
+        print(f"warning: tritonserver died{log}; restarting it ({self.restarts} of {MAX_RESTARTS})", file=sys.stderr, flush=True)
+        with contextlib.suppress(Exception):
+            self.triton.stop()
+        if self.restarts > MAX_RESTARTS:
+            return False
+        try:
+            self.start()
+        except _Failed as exc:
+            print(f"error: tritonserver could not be restarted: {exc}", file=sys.stderr, flush=True)
+            return False
+        write_status(self.status_path, _ready_status(self.args, self.bound, self.security, self.restarts))
+        print("tritonserver restarted; serving again", file=sys.stderr, flush=True)
+        return True
+
+    def serve_until_stopped(self) -> int:
+        stop = threading.Event()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, lambda *_: stop.set())
+        while not stop.is_set():
+            if not self.triton.is_alive() and not stop.is_set() and not self.restart():
+                return 1
+            stop.wait(0.5)
         return 0
-    print("error: tritonserver stopped unexpectedly" + (f" (log: {args.log_file})" if args.log_file else ""), file=sys.stderr, flush=True)
-    return 1
+
+    def stop(self) -> None:
+        with contextlib.suppress(Exception):
+            self.front.shutdown()
+            self.front.server_close()
+        if self.triton is not None:
+            self.triton.stop()
+
+
+def _start(args: argparse.Namespace, status_path: Path | None) -> _Supervised:
+    """Everything up to the moment every model is ready; raises _Failed with the reason."""
+    from deploykit.serve.front import Front
+
+    _preflight(args)
+    from pytriton.triton import TritonSecurityConfig
+
+    bound = _load_runners(args)
+    try:
+        front = Front((args.host, args.http_port), (_PRIVATE_HOST, _free_loopback_port()), bound.served)
+    except OSError as exc:
+        bound.close()
+        raise _Failed(f"cannot listen on {args.host}:{args.http_port}: {exc}") from None
+    front.serve_in_thread()
+    security = TritonSecurityConfig()  # protects statistics, model-repository, shared-memory, ...
+    server = _Supervised(args, bound, security, front, status_path)
+    try:
+        server.start()
+    except BaseException:
+        server.stop()
+        bound.close()
+        raise
+    return server
 
 
 def serve_forever(args: argparse.Namespace) -> int:
     """Start Triton with every servable model bound; block until SIGINT/SIGTERM. Returns an exit code."""
     ensure_libpython_on_path()
     status_path = Path(args.status_file) if args.status_file else None
-    bound = _Bound()
     try:
-        _preflight(args)
-        from pytriton.triton import TritonSecurityConfig
-
-        bound = _load_runners(args)
-        security = TritonSecurityConfig()  # protects statistics, model-repository, shared-memory, ...
-        triton = _start_triton(args, bound, security)
+        server = _start(args, status_path)
     except _Failed as exc:
-        bound.close()
         write_status(status_path, ServerStatus("failed", os.getpid(), error=str(exc), log_file=args.log_file))
         print(f"error: {exc}" + (f" (server log: {args.log_file})" if args.log_file else ""), file=sys.stderr, flush=True)
         return 1
-    status = _ready_status(args, bound, security)
+    status = _ready_status(args, server.bound, server.security)
     write_status(status_path, status)
     if not args.quiet:
         print_status(status)
     try:
-        code = _serve_until_stopped(triton, args)
+        code = server.serve_until_stopped()
     finally:
         if not args.quiet:
             print("stopping the server ...", flush=True)
-        triton.stop()
-        bound.close()
+        server.stop()
+        server.bound.close()
         write_status(status_path, ServerStatus("stopped", os.getpid(), log_file=args.log_file))
     return code
 

@@ -145,3 +145,17 @@ def ensure_libpython_on_path(env: dict[str, str] | None = None, python_libdir: s
         if not parts or parts[0] != libdir:
             env["LD_LIBRARY_PATH"] = ":".join([libdir, *[p for p in parts if p != libdir]])
     return env
+
+
+def port_in_use(host: str, port: int) -> bool:
+    """True when something listens on host:port (SO_REUSEADDR: a closed socket in TIME_WAIT is free)."""
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return True
+    return False
