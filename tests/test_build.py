@@ -885,3 +885,26 @@ def test_build_help_and_bad_flags_work_without_tensorrt(tmp_path):
     assert bad.returncode == 2 and "min <= opt <= max" in bad.stderr, bad.stderr
     bad_name = _deploykit("build", "../etc", "--repo", str(tmp_path / "m"))
     assert bad_name.returncode == 2 and "invalid model name" in bad_name.stderr
+
+
+def test_cuda_check_without_torch_says_so():
+    """In an environment without torch (the server environment), the CUDA check is an error, not a traceback."""
+    code = textwrap.dedent(
+        """
+        import sys, importlib.abc
+        class Blocker(importlib.abc.MetaPathFinder):
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] == "torch":
+                    raise ImportError("blocked for the test")
+        sys.meta_path.insert(0, Blocker())
+        from deploykit.errors import DeployKitError
+        from deploykit.tensorrt.loading import require_cuda
+        try:
+            require_cuda(0)
+        except DeployKitError as exc:
+            print(exc.message, "|", exc.hint)
+        """
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "torch is not installed" in proc.stdout and ".venv-serve/bin/pip install torch" in proc.stdout

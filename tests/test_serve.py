@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import socket
+import textwrap
 import threading
 from pathlib import Path
 
@@ -479,6 +480,45 @@ def test_serve_command_names_the_fix_when_pytriton_is_missing(tmp_path, repo, mo
     assert result.exit_code == 1
     assert "PyTriton is not installed" in result.output and "serve_env.sh" in result.output
     assert "starting tritonserver" not in result.output
+
+
+def test_tensorrt_backend_loads_in_the_server_environment(tmp_path):
+    """`serve --backend tensorrt` in .venv-serve (no torch there): the runner imports without torch,
+    plans are planned, and activating says what is missing instead of a traceback."""
+    import subprocess
+
+    python = _server_python_or_skip()
+    plan = tmp_path / "models" / "m_trt_fp16" / "1" / "model.plan"
+    plan.parent.mkdir(parents=True)
+    plan.write_bytes(b"not an engine")
+    from deploykit.onnx_graph import TensorSpec
+    from deploykit.tensorrt.record import trt_config_pbtxt
+
+    config = trt_config_pbtxt("m_trt_fp16", TensorSpec("input", (-1, 3, 32, 32)), TensorSpec("logits", (-1, 10)), 8)
+    (plan.parent.parent / "config.pbtxt").write_text(config)
+    code = textwrap.dedent(
+        """
+        import sys
+        from deploykit.errors import DeployKitError
+        from deploykit.runtimes import runner_class
+        from deploykit.serve.plan import plan_repository
+        import deploykit.runtimes.tensorrt_runner as module
+        assert "torch" not in sys.modules
+        planned, unavailable = plan_repository(sys.argv[1], None, "tensorrt")
+        assert [m.name for m in planned] == ["m_trt_fp16"] and not unavailable, (planned, unavailable)
+        try:
+            module.TensorRTRunner(planned[0].path).activate()
+        except DeployKitError as exc:
+            print("refused:", exc.message, "|", exc.hint)
+        assert "torch" not in sys.modules
+        print("ok")
+        """
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    proc = subprocess.run([python, "-c", code, str(tmp_path / "models")], capture_output=True, text=True, timeout=120, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().endswith("ok") and "refused:" in proc.stdout, proc.stdout
+    assert "Traceback" not in proc.stderr
 
 
 def test_libpython_goes_first_on_ld_library_path():

@@ -96,12 +96,12 @@ class TensorRTRunner(Runner):
 
     # ---- life cycle ----------------------------------------------------------------------
     def _activate_impl(self) -> None:
-        import torch
-
         if not self.path.is_file():
             raise UsageError(f"no TensorRT engine at {self.path}", hint="make it with `deploykit build NAME`")
         trt = load_tensorrt("running TensorRT engines")
-        require_cuda(self.device)
+        require_cuda(self.device)  # torch owns the CUDA context: checked before it is imported
+        import torch
+
         self.meta = _sidecar_for(self.path, self.artifact)
         here = EngineTarget(str(trt.__version__), gpu_info(self.device))
         built = target_from_sidecar(self.meta)

@@ -129,6 +129,13 @@ def load_tensorrt(purpose: str = "building TensorRT engines") -> ModuleType:
 
 
 def require_cuda(device: int = 0) -> None:
+    """A CUDA device through PyTorch, which owns the CUDA context, memory and streams in deploykit."""
+    if not is_available("torch"):
+        raise DeployKitError(
+            "TensorRT engines run on PyTorch's CUDA context here, and torch is not installed in this environment",
+            hint="install a CUDA build of torch next to tensorrt (in the server environment too: "
+            ".venv-serve/bin/pip install torch)",
+        )
     import torch
 
     if not torch.cuda.is_available():
