@@ -174,3 +174,14 @@ def test_floor_is_under_the_per_layer_roofline():
             assert 0 < item.floor_seconds <= item.seconds
             weights = sum(layer.weight_bytes for layer in item.layers)
             assert item.unavoidable_bytes > weights  # plus the input and output
+
+
+def test_input_size_changes_the_work():
+    small = estimate("resnet18", "h100", "fp16", "1", input_size=112).estimates[0]
+    full = estimate("resnet18", "h100", "fp16", "1").estimates[0]
+    assert small.input_shape == (3, 112, 112) and full.input_shape == (3, 224, 224)
+    assert small.flops < full.flops
+    out = CliRunner().invoke(cli, ["estimate", "alexnet", "--device", "t4", "--precision", "int8",
+                                   "--batch", "1", "--input-size", "227", "--format", "json"])
+    assert out.exit_code == 0, out.output
+    assert json.loads(out.output)["estimates"][0]["input_shape"] == [3, 227, 227]
