@@ -577,6 +577,80 @@ def test_tensorrt_11_inspector_schema():
     check_engine_precision(report, "fp16")
 
 
+# Myelin regions: TensorRT fuses a subgraph into one "{ForeignNode[...]}" layer whose boundary
+# tensors keep the graph's FP32 I/O when the FP16 graph's Casts are fused inside; the inspector
+# states no precision for what runs inside. Layouts as 10.x ("Format/Datatype") and 11.x
+# ("Format" + "DataType") write them.
+def _myelin(boundary, dims_in, dims_out, layout="10"):
+    def tensor(name, dims):
+        if layout == "10":
+            return _tensor(name, dims, f"Row major linear {boundary}")
+        return {"Name": name, "Dimensions": dims, "Format": "Row major linear (kLINEAR)", "DataType": {"FP32": "Float", "FP16": "Half"}[boundary]}
+
+    return {
+        "Name": "{ForeignNode[/conv1/Conv.../layer4/layer4.1/relu_1/Relu]}",
+        "LayerType": "Myelin",
+        "Inputs": [tensor("input", dims_in)],
+        "Outputs": [tensor("/avgpool/GlobalAveragePool_output_0", dims_out)],
+        "TacticValue": "0x0000000000000000",
+    }
+
+
+def _gemm(fmt, weights, layout="10"):
+    inputs = [_tensor("flat", [8, 512], f"Row major linear {fmt} format")]
+    outputs = [_tensor("logits", [8, 10], "Row major linear FP32")]
+    if layout == "11":
+        dtype = {"FP16": "Half", "FP32": "Float"}[fmt]
+        inputs = [{"Name": "flat", "Dimensions": [8, 512], "Format": "Row major linear (kLINEAR)", "DataType": dtype}]
+        outputs = [{"Name": "logits", "Dimensions": [8, 10], "Format": "Row major linear (kLINEAR)", "DataType": "Float"}]
+    return {"Name": "/fc/Gemm", "LayerType": "CaskGemm", "Inputs": inputs, "Outputs": outputs, "Weights": {"Type": weights, "Count": 5120}}
+
+
+@pytest.mark.parametrize("layout", ["10", "11"])
+def test_a_myelin_region_with_fp32_boundaries_is_unknown_not_fp32(layout):
+    info = {"Layers": [_myelin("FP32", [8, 3, 32, 32], [8, 512, 1, 1], layout)]}
+    report = parse_engine_information(json.dumps(info))
+    assert report.verifiable
+    assert [layer.precision for layer in report.layers] == [None]
+    assert len(report.unknown_layers) == 1 and report.counts() == {}
+    assert report.shares() == {"unknown": 1.0}
+    check_engine_precision(report, "fp16", "resnet18_trt_fp16")  # a good FP16 build is not failed
+
+
+@pytest.mark.parametrize("layout", ["10", "11"])
+def test_known_fp16_beside_unknown_regions_passes_and_reports_shares(layout):
+    info = {"Layers": [_myelin("FP32", [8, 3, 32, 32], [8, 512, 1, 1], layout), _gemm("FP16", "Half", layout)]}
+    report = parse_engine_information(json.dumps(info))
+    assert report.counts() == {"FP16": 1} and len(report.unknown_layers) == 1
+    # the region's compute is not stated, so the shares fall back to layer counts
+    assert report.shares() == {"FP16": 0.5, "unknown": 0.5}
+    check_engine_precision(report, "fp16")
+    sidecar_part = report.to_dict()
+    assert sidecar_part["unknown_precision_layers"] == 1
+    assert sidecar_part["compute_shares"] == {"FP16": 0.5, "unknown": 0.5}
+
+
+@pytest.mark.parametrize("layout", ["10", "11"])
+def test_fp16_build_fails_when_the_known_layers_are_all_fp32(layout):
+    info = {"Layers": [_myelin("FP32", [8, 3, 32, 32], [8, 512, 1, 1], layout), _gemm("FP32", "Float", layout)]}
+    report = parse_engine_information(json.dumps(info))
+    with pytest.raises(CheckFailedError, match="none of its 1 compute layers run in FP16") as info_:
+        check_engine_precision(report, "fp16", "resnet18_trt_fp16")
+    assert "1 more of a precision the inspector does not state" in info_.value.message
+
+
+def test_shares_are_weighted_by_macs_when_every_layer_states_its_weights():
+    mixed = json.loads(json.dumps(INSPECTOR_FP16))
+    gemm = next(layer for layer in mixed["Layers"] if layer["Name"] == "Gemm_48")
+    gemm["Inputs"][0]["Format/Datatype"] = gemm["Outputs"][0]["Format/Datatype"] = "Row major linear FP32"
+    gemm["Weights"]["Type"] = "Float"
+    report = parse_engine_information(mixed)
+    assert report.counts() == {"FP16": 2, "FP32": 1}
+    conv = 9408 * 112 * 112  # weights x output positions of Conv_0
+    assert report.shares() == {"FP16": round(conv / (conv + 512000), 4), "FP32": round(512000 / (conv + 512000), 4)}
+    check_engine_precision(report, "fp16")
+
+
 # --------------------------------------------------------------------------------------
 # ONNX parser errors, per node
 # --------------------------------------------------------------------------------------

@@ -109,6 +109,7 @@ def render_table(result) -> None:
         ),
         ("layers", f"{len(record.engine.layers)} ({len(record.engine.compute_layers)} compute)"),
         ("layer precisions", ", ".join(f"{p}: {n}" for p, n in counts.items()) or "n/a"),
+        ("share of compute", ", ".join(f"{p} {share:.0%}" for p, share in record.engine.shares().items()) or "n/a"),
     ]
     for field, value in rows:
         table.add_row(field, value)

@@ -82,6 +82,8 @@ def engine_sidecar(record: EngineBuildRecord) -> dict[str, Any]:
             "requested": record.precision,
             "verified": record.precision == "fp32" or record.engine.verifiable,
             "layer_precisions": record.engine.counts(),
+            "compute_shares": record.engine.shares(),
+            "unknown_precision_layers": len(record.engine.unknown_layers),
             "graph": record.graph.to_dict() if record.graph else None,
         },
     }

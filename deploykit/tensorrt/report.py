@@ -33,6 +33,11 @@ FLOAT_TYPES = ("FP32", "FP16", "BF16", "INT8", "FP8", "FP4", "INT4")
 REDUCED = {"fp16": ("FP16", "BF16"), "int8": ("INT8",)}
 # Layers that only move or reformat data: they tell nothing about compute precision.
 _DATA_MOVEMENT = {"reformat", "noop", "shuffle", "constant", "identity", "cast", "slice", "concatenation", "gather"}
+# Layers whose boundary tensors do not state what runs inside: a Myelin region (a fused
+# "{ForeignNode[...]}" subgraph) keeps FP32 boundary tensors when the graph's Casts to FP16 are
+# fused into it, and a plugin computes in whatever it likes. Only their declared weights count.
+_OPAQUE = {"myelin", "foreignnode", "plugin", "pluginv2", "pluginv3"}
+UNKNOWN = "unknown"
 
 
 def type_from_description(text: Any) -> str | None:
@@ -58,24 +63,49 @@ class EngineLayer:
 
     name: str
     type: str
-    precision: str | None  # the lowest float type among its inputs, weights and outputs
+    precision: str | None  # the narrowest float type among its inputs, weights and outputs; None: not stated
     types: tuple[str, ...] = ()
+    macs: int = 0  # weights x output positions (per sample): the layer's share of compute, 0 if unknown
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "type": self.type, "precision": self.precision}
 
+    @property
+    def moves_data(self) -> bool:
+        return self.type.lower() in _DATA_MOVEMENT
+
+
+def _weights(layer: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    # "Weights": {"Type": "Half", "Count": 9408}, "ConvWeights": {"Type": "Int8", ...}
+    return [v for k, v in layer.items() if k.endswith("Weights") and isinstance(v, Mapping)]
+
+
+def _opaque(layer: Mapping[str, Any]) -> bool:
+    kind = str(layer.get("LayerType") or layer.get("ParameterType") or "").lower()
+    return kind in _OPAQUE or str(layer.get("Name", "")).startswith("{ForeignNode[")
+
 
 def _layer_types(layer: Mapping[str, Any]) -> list[str]:
-    found = []
+    found = [t for w in _weights(layer) if (t := type_from_description(w.get("Type")))]
+    if _opaque(layer):
+        return found
     for key in ("Inputs", "Outputs"):
         for tensor in layer.get(key) or []:
             if isinstance(tensor, Mapping) and (t := tensor_type(tensor)):
                 found.append(t)
-    for key, value in layer.items():
-        # "Weights": {"Type": "Half", "Count": 9408}, "ConvWeights": {"Type": "Int8", ...}
-        if key.endswith("Weights") and isinstance(value, Mapping) and (t := type_from_description(value.get("Type"))):
-            found.append(t)
     return found
+
+
+def _layer_macs(layer: Mapping[str, Any]) -> int:
+    """Weights x output positions per sample (a convolution's or GEMM's MACs); 0 when not stated."""
+    count = sum(int(w.get("Count") or 0) for w in _weights(layer))
+    outputs = [t for t in layer.get("Outputs") or [] if isinstance(t, Mapping)]
+    dims = outputs[0].get("Dimensions") if outputs else None
+    positions = 1
+    if isinstance(dims, list) and len(dims) > 2 and all(isinstance(d, int) and d > 0 for d in dims[2:]):
+        for d in dims[2:]:
+            positions *= d
+    return count * positions
 
 
 def layer_precision(types: Iterable[str]) -> str | None:
@@ -97,13 +127,33 @@ class EnginePrecisionReport:
 
     @property
     def compute_layers(self) -> tuple[EngineLayer, ...]:
+        """Compute layers whose precision the inspector states."""
+        return tuple(layer for layer in self.layers if layer.precision and not layer.moves_data)
+
+    @property
+    def unknown_layers(self) -> tuple[EngineLayer, ...]:
+        """Compute layers whose precision the inspector does not state (Myelin regions, plugins)."""
         return tuple(
-            layer for layer in self.layers if layer.precision and layer.type.lower() not in _DATA_MOVEMENT
+            layer for layer in self.layers if layer.precision is None and not layer.moves_data and layer.type != "?"
         )
 
     def counts(self) -> dict[str, int]:
-        """Compute layers per precision, e.g. ``{"FP16": 21, "FP32": 1}``."""
+        """Compute layers per stated precision, e.g. ``{"FP16": 21, "FP32": 1}``."""
         return dict(Counter(layer.precision for layer in self.compute_layers).most_common())
+
+    def shares(self) -> dict[str, float]:
+        """The share of compute in each precision (``"unknown"`` where not stated), summing to 1.
+
+        Weighted by each layer's MACs (weights x output positions) when the inspector gives
+        weight counts, including for every layer of unknown precision; else by layer count.
+        """
+        layers = self.compute_layers + self.unknown_layers
+        by_macs = any(layer.macs for layer in layers) and all(layer.macs for layer in self.unknown_layers)
+        totals: Counter = Counter()
+        for layer in layers:
+            totals[layer.precision or UNKNOWN] += layer.macs if by_macs else 1
+        grand = sum(totals.values())
+        return {p: round(n / grand, 4) for p, n in totals.most_common()} if grand else {}
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -111,7 +161,9 @@ class EnginePrecisionReport:
             "reason": self.reason,
             "layer_count": len(self.layers),
             "compute_layers": len(self.compute_layers),
+            "unknown_precision_layers": len(self.unknown_layers),
             "layer_precisions": self.counts(),
+            "compute_shares": self.shares(),
             "layers": [layer.to_dict() for layer in self.layers],
         }
 
@@ -137,13 +189,14 @@ def parse_engine_information(text: str | Mapping[str, Any]) -> EnginePrecisionRe
     for raw in raw_layers:
         if isinstance(raw, Mapping):
             types = _layer_types(raw)
-            detailed = detailed or bool(types)
+            detailed = detailed or bool(types) or bool(raw.get("Inputs") or raw.get("Outputs"))
             layers.append(
                 EngineLayer(
                     name=str(raw.get("Name", "?")),
                     type=str(raw.get("LayerType") or raw.get("ParameterType") or "?"),
                     precision=layer_precision(types),
                     types=tuple(dict.fromkeys(types)),
+                    macs=_layer_macs(raw),
                 )
             )
         else:
@@ -158,10 +211,13 @@ def parse_engine_information(text: str | Mapping[str, Any]) -> EnginePrecisionRe
 
 
 def check_engine_precision(report: EnginePrecisionReport, precision: str, variant: str = "the engine") -> None:
-    """Raise CheckFailedError unless an fp16/int8 engine has compute layers in that precision.
+    """Raise CheckFailedError when an fp16/int8 engine's known compute layers are none in that precision.
 
     TensorRT 11 dropped ``BuilderFlag.FP16``/``INT8``: a graph without FP16 tensors or Q/DQ
-    nodes now silently builds an FP32 engine, so "the build succeeded" proves nothing.
+    nodes now silently builds an FP32 engine, so "the build succeeded" proves nothing. Layers
+    whose precision the inspector does not state (Myelin regions with FP32 boundary tensors)
+    are unknown, not FP32: they never fail a build, and an engine that is all unknown passes
+    (its shares say so).
     """
     if precision == "fp32":
         return
@@ -173,8 +229,10 @@ def check_engine_precision(report: EnginePrecisionReport, precision: str, varian
     wanted = REDUCED[precision]
     compute = report.compute_layers
     reduced = [layer for layer in compute if layer.precision in wanted]
-    if not reduced:
-        counts = ", ".join(f"{n} {p}" for p, n in report.counts().items()) or "no compute layers"
+    if compute and not reduced:
+        counts = ", ".join(f"{n} {p}" for p, n in report.counts().items())
+        if report.unknown_layers:
+            counts += f"; {len(report.unknown_layers)} more of a precision the inspector does not state"
         raise CheckFailedError(
             f"{variant} was built for {precision} but none of its {len(compute)} compute layers run in "
             f"{'/'.join(wanted)} ({counts}): TensorRT built an FP32 engine",
