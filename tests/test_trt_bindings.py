@@ -217,6 +217,10 @@ def test_logger_and_profiler_receive_calls_through_the_trampolines(probe):
         assert entry["received"] == entry["sent"], entry
 
 
+def test_one_process_logger_on_the_real_trampoline(probe):
+    assert probe["logger"] == {"same": True, "errors": ["inside"], "warnings": ["inside-warning"]}
+
+
 @pytest.mark.parametrize("what", ["builder", "runtime"])
 def test_first_native_call_on_null_libraries_is_a_clear_error(bindings, probe, what):
     result = probe["native"][what]

@@ -6,11 +6,14 @@ JSON object:
     The release's API surface as tools/trt_api_snapshot.py records it.
 ``factories``
     Finds the ILogger/IProfiler subclasses deploykit defines (a function in a TensorRT module
-    that defines ``class X(trt.ILogger)`` and returns ``X(...)``), makes each through that
+    that defines ``class X(trt.ILogger)`` and makes an ``X(...)``), makes each through that
     function (``trt`` is the module; every other parameter is built from its annotation with no
     arguments), checks the instance is a real pybind subclass, and calls the C++ virtual
     (``trt.ILogger.log(instance, ...)``, ``trt.IProfiler.report_layer_time(instance, ...)``):
     pybind dispatches it through the trampoline to deploykit's Python override.
+``logger``
+    deploykit's process-wide logger: the same instance each time, and a ``collecting`` block
+    receives what TensorRT logs through it while the block runs (and nothing after).
 ``native``
     deploykit's loader, then its first native calls (Builder, then Runtime creation), each under
     the CLI's own error handling (``deploykit.cli.LazyGroup``): the exit code and what a user
@@ -31,7 +34,7 @@ BASES = ("ILogger", "IProfiler")
 
 
 def factories() -> list[tuple[str, str, str]]:
-    """(module, function, base) for each function that defines and returns a TensorRT subclass."""
+    """(module, function, base) for each function that defines and instantiates a TensorRT subclass."""
     found = []
     for module in trt_api.trt_modules():
         for func in module.tree.body:
@@ -43,14 +46,11 @@ def factories() -> list[tuple[str, str, str]]:
                 base = next(
                     (b.attr for b in node.bases if isinstance(b, ast.Attribute) and b.attr in BASES), None
                 )
-                returned = any(
-                    isinstance(r, ast.Return)
-                    and isinstance(r.value, ast.Call)
-                    and isinstance(r.value.func, ast.Name)
-                    and r.value.func.id == node.name
-                    for r in ast.walk(func)
+                made = any(
+                    isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and call.func.id == node.name
+                    for call in ast.walk(func)
                 )
-                if base and returned:
+                if base and made:
                     found.append((module.name, func.name, base))
     return found
 
@@ -135,14 +135,24 @@ def probe_native(what: str) -> dict[str, Any]:
 
     def first_native_call() -> None:
         trt = _named(sorted(trt_api.loaders())[0])()
-        logger = trt.Logger(trt.Logger.WARNING)
-        _named(f"create_{what}")(trt, logger)
+        _named(f"create_{what}")(trt, _named("tensorrt_logger")(trt))
 
     group = LazyGroup(name="deploykit", callback=first_native_call, invoke_without_command=True)
     shown = io.StringIO()
     with contextlib.redirect_stderr(shown):
         code = group.main(args=[], prog_name="deploykit", standalone_mode=False)
     return {"exit_code": code, "stderr": shown.getvalue()}
+
+
+def probe_logger(trt: Any) -> dict[str, Any]:
+    """The process-wide logger: one instance, and ``collecting`` sees what is logged inside it."""
+    first = _named("tensorrt_logger")(trt)
+    again = _named("tensorrt_logger")(trt)
+    with _named("collecting")(trt) as messages:
+        trt.ILogger.log(first, trt.ILogger.Severity.ERROR, "inside")
+        trt.ILogger.log(first, trt.ILogger.Severity.WARNING, "inside-warning")
+    trt.ILogger.log(first, trt.ILogger.Severity.ERROR, "outside")
+    return {"same": first is again, "errors": messages.errors, "warnings": messages.warnings}
 
 
 def main() -> None:
@@ -157,6 +167,7 @@ def main() -> None:
                 "surface": trt_api_snapshot.surface(tensorrt_bindings),
                 "factories": probe_subclasses(trt),
                 "native": {what: probe_native(what) for what in ("builder", "runtime")},
+                "logger": probe_logger(trt),
             }
         )
     )

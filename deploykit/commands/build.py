@@ -35,6 +35,12 @@ from deploykit.commands._common import console, echo_json, format_option, repo_o
     show_default=True,
     help="Layer detail kept in the engine; fp16/int8 need 'detailed' to verify their precision.",
 )
+@click.option(
+    "--tf32/--no-tf32",
+    default=True,
+    show_default=True,
+    help="Let FP32 layers use TF32 tensor cores (TensorRT's default; recorded in the sidecar).",
+)
 @click.option("--device", type=int, default=0, show_default=True, help="CUDA device index.")
 @format_option("table", "json")
 def command(
@@ -48,6 +54,7 @@ def command(
     opt_level: int | None,
     timing_cache: str | None,
     profiling_verbosity: str,
+    tf32: bool,
     device: int,
     fmt: str,
 ) -> None:
@@ -77,9 +84,12 @@ def command(
             opt_level=opt_level,
             timing_cache=timing_cache,
             profiling_verbosity=profiling_verbosity,
+            tf32=tf32,
             device=device,
             progress=lambda message: status.update(message),
         )
+    for warning in result.warnings:
+        click.echo(f"warning: {warning}", err=True)
     if fmt == "json":
         echo_json(result.to_dict())
         return
@@ -99,6 +109,7 @@ def render_table(result) -> None:
         ("engine", str(result.artifact.path)),
         ("parent", record.parent + (" (made now)" if result.made_parent else "")),
         ("TensorRT", f"{record.tensorrt_version} (strongly typed)"),
+        ("math", record.settings.math + ("" if record.settings.tf32 else " (TF32 off)")),
         ("GPU", f"{record.gpu.name}, compute capability {record.gpu.compute_capability}"),
         ("batch profile", f"min {profile.min} / opt {profile.opt} / max {profile.max}"),
         ("build time", f"{record.build_seconds:.1f} s"),

@@ -31,7 +31,13 @@ from deploykit.tensorrt.compatibility import (
     gpu_info,
     target_from_sidecar,
 )
-from deploykit.tensorrt.loading import create_runtime, load_tensorrt, require_cuda, trt_dtype_name
+from deploykit.tensorrt.loading import (
+    create_runtime,
+    load_tensorrt,
+    require_cuda,
+    tensorrt_logger,
+    trt_dtype_name,
+)
 from deploykit.tensorrt.profiles import BatchProfile
 from deploykit.tensorrt.report import LayerTimes
 
@@ -47,6 +53,21 @@ def _sidecar_for(path: Path, artifact: Artifact | None) -> dict[str, Any]:
         except json.JSONDecodeError:
             return {}
     return {}
+
+
+def engine_math(meta: dict[str, Any]) -> str | None:
+    """The arithmetic an engine's "% of peak" compares against, from its sidecar.
+
+    An FP32 engine may run on TF32 tensor cores unless it was built with ``--no-tf32``
+    (TensorRT's builder enables TF32 by default, so sidecars from before the ``tf32`` field
+    count as TF32 too).
+    """
+    if meta.get("math"):
+        return str(meta["math"])
+    precision = meta.get("precision")
+    if precision == "fp32":
+        return "tf32" if (meta.get("build") or {}).get("tf32", True) else "fp32"
+    return precision
 
 
 def _make_profiler(trt, sink: LayerTimes):
@@ -117,8 +138,7 @@ class TensorRTRunner(Runner):
         self._here = here
 
         with torch.cuda.device(self.device):
-            logger = trt.Logger(trt.Logger.WARNING)
-            self._runtime = create_runtime(trt, logger)  # kept alive: the engine must not outlive its runtime
+            self._runtime = create_runtime(trt, tensorrt_logger(trt))  # kept alive: the engine must not outlive its runtime
             engine = self._runtime.deserialize_cuda_engine(self.path.read_bytes())
             if engine is None:
                 raise DeployKitError(
@@ -237,6 +257,7 @@ class TensorRTRunner(Runner):
                     "compute_capability": self._here.gpu.compute_capability,
                     "profile": {"min": self._profile.min, "opt": self._profile.opt, "max": self._profile.max},
                     "precision": self.meta.get("precision"),
+                    "math": engine_math(self.meta),
                 }
             )
         return info

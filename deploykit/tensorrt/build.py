@@ -36,12 +36,13 @@ from deploykit.repository import ModelRepository, validate_name
 from deploykit.tensorrt.compatibility import gpu_info
 from deploykit.tensorrt.loading import (
     Messages,
-    collecting_logger,
+    collecting,
     create_runtime,
     load_tensorrt,
     null_factory,
     require_created,
     require_cuda,
+    tensorrt_logger,
     uses_strongly_typed_flag,
 )
 from deploykit.tensorrt.preflight import check_graph_precision, parser_failure
@@ -59,6 +60,7 @@ class BuildResult:
     artifact: Artifact
     record: EngineBuildRecord
     made_parent: bool  # the ONNX variant was created on the fly
+    warnings: tuple[str, ...] = ()  # deploykit's own, e.g. a timing cache that was replaced
 
     @property
     def variant(self) -> str:
@@ -107,6 +109,9 @@ def _trt_config(trt: ModuleType, builder, settings: BuildSettings, input_name: s
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, settings.workspace_mb << 20)
     if settings.opt_level is not None:
         config.builder_optimization_level = settings.opt_level
+    if not settings.tf32:
+        # the builder lets FP32 layers use TF32 tensor cores unless told not to (--no-tf32)
+        config.clear_flag(trt.BuilderFlag.TF32)
     config.profiling_verbosity = {
         "detailed": trt.ProfilingVerbosity.DETAILED,
         "layer_names_only": trt.ProfilingVerbosity.LAYER_NAMES_ONLY,
@@ -119,15 +124,26 @@ def _trt_config(trt: ModuleType, builder, settings: BuildSettings, input_name: s
 
 
 def _trt_timing_cache(config, settings: BuildSettings, timing_cache: bytes | None, messages: Messages) -> bool:
-    """Attach the timing cache (a new one when the file's does not match); True when it was reused."""
+    """Attach the timing cache (a new one when the file's does not fit); True when it was reused."""
     cache = config.create_timing_cache(timing_cache or b"")
-    # ignore_mismatch=False: a cache from another GPU or TensorRT release is refused
-    # (returns False) rather than mixing foreign timings into this build; caches only carry
-    # over within the exact same TensorRT version (ITimingCache reference:
+    if cache is None and timing_cache:
+        # a cache serialized by another TensorRT release cannot even be read: TensorRT logs an
+        # error and create_timing_cache returns None, which set_timing_cache would not take
+        messages.notes.append(
+            f"timing cache {settings.timing_cache} was written by another TensorRT release: started a new one"
+        )
+        timing_cache, cache = None, config.create_timing_cache(b"")
+    if cache is None:
+        raise DeployKitError(
+            f"TensorRT could not create a timing cache: {messages.tail() or 'no error message'}",
+            hint="build without --timing-cache",
+        )
+    # ignore_mismatch=False: a cache from another GPU is refused (returns False) rather than
+    # mixing foreign timings into this build (ITimingCache reference:
     # https://docs.nvidia.com/deeplearning/tensorrt/latest/_static/python-api/infer/Core/TimingCache.html).
     accepted = bool(config.set_timing_cache(cache, False))
     if timing_cache and not accepted:
-        messages.warnings.append(f"timing cache {settings.timing_cache} does not match this GPU/TensorRT: started a new one")
+        messages.notes.append(f"timing cache {settings.timing_cache} does not match this GPU: started a new one")
         config.set_timing_cache(config.create_timing_cache(b""), False)
     return bool(timing_cache) and accepted
 
@@ -142,7 +158,7 @@ def _trt_build(
     messages: Messages,
 ) -> tuple[bytes, bytes | None, bool]:
     """Parse, configure and build. Returns (plan, serialized timing cache or None, cache reused)."""
-    logger = collecting_logger(trt, messages)
+    logger = tensorrt_logger(trt)
     builder = create_builder(trt, logger, messages)
     network, _parser = _trt_network(trt, builder, onnx_path, logger)
     config = _trt_config(trt, builder, settings, input_name, shapes)
@@ -163,7 +179,7 @@ def _trt_build(
 
 def _trt_inspect(trt: ModuleType, plan: bytes, messages: Messages) -> tuple[str, int | None]:
     """Deserialize the plan: (the inspector's engine JSON, device memory an execution context needs)."""
-    runtime = create_runtime(trt, collecting_logger(trt, messages), messages)
+    runtime = create_runtime(trt, tensorrt_logger(trt), messages)
     engine = runtime.deserialize_cuda_engine(plan)
     if engine is None:
         raise DeployKitError(f"TensorRT cannot load the engine it just built: {messages.tail()}")
@@ -195,8 +211,7 @@ def _compile(trt: ModuleType, onnx_path: Path, settings: BuildSettings, input_na
 
     cache_path = Path(settings.timing_cache) if settings.timing_cache else None
     cache_in = cache_path.read_bytes() if cache_path is not None and cache_path.is_file() else None
-    messages = Messages()
-    with torch.cuda.device(device):
+    with torch.cuda.device(device), collecting(trt) as messages:
         started = time.perf_counter()
         plan, cache_out, reused = _trt_build(trt, onnx_path, settings, input_name, shapes, cache_in, messages)
         seconds = time.perf_counter() - started
@@ -221,6 +236,7 @@ def build_engine(
     profiling_verbosity: str = "detailed",
     device: int = 0,
     progress: Progress | None = None,
+    tf32: bool = True,
 ) -> BuildResult:
     """Build, verify and store ``<name>_trt_<precision>``.
 
@@ -231,7 +247,7 @@ def build_engine(
     say = progress or (lambda _msg: None)
     validate_name(name)
     settings = build_settings(
-        precision, min_batch, opt_batch, max_batch, workspace_mb, opt_level, timing_cache, profiling_verbosity
+        precision, min_batch, opt_batch, max_batch, workspace_mb, opt_level, timing_cache, profiling_verbosity, tf32
     )
     repository = repo if isinstance(repo, ModelRepository) else ModelRepository(repo)
     repository.check_writable()
@@ -260,7 +276,7 @@ def build_engine(
         sidecar=engine_sidecar(record),
         parent=parent.variant,
     )
-    return BuildResult(artifact=artifact, record=record, made_parent=made_parent)
+    return BuildResult(artifact=artifact, record=record, made_parent=made_parent, warnings=tuple(compiled.messages.notes))
 
 
 def _record(
@@ -289,7 +305,7 @@ def _record(
         cuda_version=torch.version.cuda,
         parent_sha256=parent.meta.get("sha256"),
         preprocessing=parent.meta.get("preprocessing"),
-        extra={"tensorrt_warnings": len(compiled.messages.warnings)},
+        extra={"tensorrt_warnings": len(compiled.messages.warnings), "warnings": list(compiled.messages.notes)},
     )
 
 

@@ -11,6 +11,9 @@ References (TensorRT documentation, cited where a rule depends on them):
 from __future__ import annotations
 
 import re
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from types import ModuleType
 from typing import Any
 
@@ -148,34 +151,72 @@ def require_cuda(device: int = 0) -> None:
 
 
 class Messages:
-    """TensorRT log messages kept for error reports (errors always, warnings counted)."""
+    """TensorRT log messages kept for error reports (errors always, warnings counted), and
+    deploykit's own warnings about the build (``notes``, shown to the user)."""
 
     def __init__(self) -> None:
         self.errors: list[str] = []
         self.warnings: list[str] = []
+        self.notes: list[str] = []
 
     def tail(self, n: int = 5) -> str:
         return " | ".join(self.errors[-n:])
 
 
-def collecting_logger(trt: ModuleType, messages: Messages):
-    """An ILogger that collects messages instead of printing them over the progress display.
+# TensorRT keeps one logger per process: the first ILogger handed to a Builder or Runtime is the
+# one it calls from then on, whatever later calls pass (Polygraphy keeps a single G_LOGGER for
+# the same reason). So deploykit makes one, and each build listens to it for a while.
+_PROCESS_LOGGER: Any = None
+_LISTENERS: list[Messages] = []
+_LOCK = threading.Lock()
+RECENT = 200  # messages the process logger keeps for errors reported outside a build
+
+
+def tensorrt_logger(trt: ModuleType):
+    """The process's one ILogger: errors and warnings go to every :func:`collecting` block.
 
     ILogger subclasses must call ``trt.ILogger.__init__`` (Logger reference:
     https://docs.nvidia.com/deeplearning/tensorrt/latest/_static/python-api/infer/Core/Logger.html).
+    Checked on the real 10.x/11.x pybind trampolines (tests/test_trt_bindings.py).
     """
+    global _PROCESS_LOGGER
+    with _LOCK:
+        if _PROCESS_LOGGER is not None:
+            return _PROCESS_LOGGER
 
-    class CollectingLogger(trt.ILogger):
-        def __init__(self) -> None:
-            trt.ILogger.__init__(self)
+        class ProcessLogger(trt.ILogger):
+            def __init__(self) -> None:
+                trt.ILogger.__init__(self)
+                self.recent = Messages()  # also outside any collecting block
 
-        def log(self, severity, msg):
-            if severity in (trt.ILogger.Severity.INTERNAL_ERROR, trt.ILogger.Severity.ERROR):
-                messages.errors.append(str(msg))
-            elif severity == trt.ILogger.Severity.WARNING:
-                messages.warnings.append(str(msg))
+            def log(self, severity, msg):
+                if severity in (trt.ILogger.Severity.INTERNAL_ERROR, trt.ILogger.Severity.ERROR):
+                    kind = "errors"
+                elif severity == trt.ILogger.Severity.WARNING:
+                    kind = "warnings"
+                else:
+                    return
+                with _LOCK:
+                    for sink in (self.recent, *_LISTENERS):
+                        getattr(sink, kind).append(str(msg))
+                        del getattr(sink, kind)[:-RECENT]
 
-    return CollectingLogger()
+        _PROCESS_LOGGER = ProcessLogger()
+        return _PROCESS_LOGGER
+
+
+@contextmanager
+def collecting(trt: ModuleType) -> Iterator[Messages]:
+    """The errors and warnings TensorRT logs while the block runs (through the process logger)."""
+    tensorrt_logger(trt)
+    messages = Messages()
+    with _LOCK:
+        _LISTENERS.append(messages)
+    try:
+        yield messages
+    finally:
+        with _LOCK:
+            _LISTENERS.remove(messages)
 
 
 def null_factory(exc: TypeError) -> None:

@@ -58,6 +58,12 @@ class BuildSettings:
     opt_level: int | None = None
     timing_cache: str | None = None
     profiling_verbosity: str = "detailed"
+    tf32: bool = True  # TensorRT's default: FP32 layers may run on TF32 tensor cores
+
+    @property
+    def math(self) -> str:
+        """What the engine's arithmetic is, for its peak: ``tf32`` for an FP32 engine that may use TF32."""
+        return "tf32" if self.precision == "fp32" and self.tf32 else self.precision
 
 
 def build_settings(
@@ -69,6 +75,7 @@ def build_settings(
     opt_level: int | None = None,
     timing_cache: str | os.PathLike | None = None,
     profiling_verbosity: str = "detailed",
+    tf32: bool = True,
 ) -> BuildSettings:
     """Validate the builder options before anything slow happens."""
     from deploykit.repository import validate_precision
@@ -98,7 +105,7 @@ def build_settings(
         if path.exists() and not path.is_file():
             raise UsageError(f"--timing-cache {path} is not a file")
         cache = str(path)
-    return BuildSettings(precision, profile, workspace_mb, opt_level, cache, profiling_verbosity)
+    return BuildSettings(precision, profile, workspace_mb, opt_level, cache, profiling_verbosity, bool(tf32))
 
 
 

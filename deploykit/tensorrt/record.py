@@ -47,6 +47,7 @@ def engine_sidecar(record: EngineBuildRecord) -> dict[str, Any]:
     sidecar: dict[str, Any] = {
         "parent": record.parent,
         "lineage": list(record.parent_lineage) or [record.parent],
+        "math": settings.math,  # the arithmetic to compare against a peak: tf32 for a TF32-allowed FP32 engine
         "input": {**record.input.to_dict(), "shape": [-1, *dims]},
         "output": {**record.output.to_dict(), "shape": [-1, *record.output.shape[1:]]},
         "tensorrt": {
@@ -69,6 +70,8 @@ def engine_sidecar(record: EngineBuildRecord) -> dict[str, Any]:
             "workspace_mb": settings.workspace_mb,
             "builder_optimization_level": settings.opt_level,
             "profiling_verbosity": settings.profiling_verbosity,
+            # the builder lets FP32 layers use TF32 unless --no-tf32 cleared the flag
+            "tf32": settings.tf32,
             "timing_cache": settings.timing_cache,
             "timing_cache_reused": record.timing_cache_reused,
             "onnx_sha256": record.parent_sha256,

@@ -1,0 +1,144 @@
+"""Build rules around the TensorRT calls: the timing cache from another release, TF32, the math
+an engine's "% of peak" uses, and the one process-wide logger.
+
+The TensorRT calls themselves are checked against the real bindings in test_trt_bindings.py;
+here a stand-in builder config with IBuilderConfig's documented timing-cache contract
+(``create_timing_cache`` returns None for a blob it cannot read; ``set_timing_cache`` returns
+False for a cache from another device) drives deploykit's handling of each case.
+"""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+
+import pytest
+import trt_api
+
+from deploykit.errors import DeployKitError
+from deploykit.runtimes.tensorrt_runner import engine_math
+from deploykit.tensorrt.build import _trt_timing_cache
+from deploykit.tensorrt.loading import Messages
+from deploykit.tensorrt.profiles import build_settings
+
+THIS_RELEASE = b"cache written by this TensorRT release"
+
+
+class StandInConfig:
+    """IBuilderConfig's timing-cache methods as TensorRT documents them."""
+
+    def __init__(self, readable=(b"", THIS_RELEASE), same_device=True, broken=False):
+        self.readable, self.same_device, self.broken = readable, same_device, broken
+        self.attached: list[tuple[bytes, bool]] = []
+
+    def create_timing_cache(self, serialized: bytes):
+        if self.broken or bytes(serialized) not in self.readable:
+            return None  # TensorRT logs "cannot deserialize" and returns NULL
+        return bytes(serialized)
+
+    def set_timing_cache(self, cache, ignore_mismatch: bool) -> bool:
+        assert cache is not None, "deploykit passed None on"
+        self.attached.append((cache, ignore_mismatch))
+        return self.same_device or cache == b""
+
+
+SETTINGS = build_settings("fp32", timing_cache="models/.timing.cache")
+
+
+def test_a_cache_of_this_release_is_reused():
+    config, messages = StandInConfig(), Messages()
+    assert _trt_timing_cache(config, SETTINGS, THIS_RELEASE, messages) is True
+    assert config.attached == [(THIS_RELEASE, False)] and messages.notes == []
+
+
+def test_a_cache_from_another_release_becomes_a_fresh_cache_with_a_warning():
+    config, messages = StandInConfig(), Messages()
+    assert _trt_timing_cache(config, SETTINGS, b"cache written by TensorRT 10.3", messages) is False
+    assert config.attached == [(b"", False)]
+    assert messages.notes == [
+        "timing cache models/.timing.cache was written by another TensorRT release: started a new one"
+    ]
+
+
+def test_a_cache_from_another_gpu_is_replaced_with_a_warning():
+    config, messages = StandInConfig(same_device=False), Messages()
+    assert _trt_timing_cache(config, SETTINGS, THIS_RELEASE, messages) is False
+    assert config.attached == [(THIS_RELEASE, False), (b"", False)]
+    assert "does not match this GPU" in messages.notes[0]
+
+
+def test_no_cache_file_yet_starts_one_quietly():
+    config, messages = StandInConfig(), Messages()
+    assert _trt_timing_cache(config, SETTINGS, None, messages) is False
+    assert config.attached == [(b"", False)] and messages.notes == []
+
+
+def test_a_timing_cache_tensorrt_cannot_create_at_all_is_an_error():
+    with pytest.raises(DeployKitError, match="could not create a timing cache") as info:
+        _trt_timing_cache(StandInConfig(broken=True), SETTINGS, THIS_RELEASE, Messages())
+    assert "without --timing-cache" in info.value.hint
+
+
+# ---- TF32 and the peak an engine is compared with ----------------------------------------
+
+
+@pytest.mark.parametrize(
+    "precision, tf32, math",
+    [("fp32", True, "tf32"), ("fp32", False, "fp32"), ("fp16", True, "fp16"), ("int8", False, "int8")],
+)
+def test_the_math_of_an_engine(precision, tf32, math):
+    settings = build_settings(precision, tf32=tf32)
+    assert settings.tf32 is tf32 and settings.math == math
+
+
+def test_sidecar_records_tf32_and_the_math(tmp_path):
+    from test_build import _record
+
+    from deploykit.tensorrt.record import engine_sidecar
+
+    default = engine_sidecar(_record("fp32", settings=build_settings("fp32")))
+    assert default["build"]["tf32"] is True and default["math"] == "tf32"
+    cleared = engine_sidecar(_record("fp32", settings=build_settings("fp32", tf32=False)))
+    assert cleared["build"]["tf32"] is False and cleared["math"] == "fp32"
+    assert engine_math(default) == "tf32" and engine_math(cleared) == "fp32"
+
+
+@pytest.mark.parametrize(
+    "meta, math",
+    [
+        ({"precision": "fp32"}, "tf32"),  # built before the tf32 field: TensorRT's default was on
+        ({"precision": "fp32", "build": {"tf32": False}}, "fp32"),
+        ({"precision": "fp16"}, "fp16"),
+        ({}, None),
+    ],
+)
+def test_engine_math_of_older_sidecars(meta, math):
+    assert engine_math(meta) == math
+
+
+def test_no_tf32_flag_is_offered_and_parsed_without_tensorrt(tmp_path):
+    def deploykit(*args):
+        return subprocess.run([sys.executable, "-m", "deploykit", *args], capture_output=True, text=True, timeout=120)
+
+    assert "--no-tf32" in deploykit("build", "--help").stdout
+    run = deploykit("build", "resnet18", "--no-tf32", "--repo", str(tmp_path / "m"))
+    assert run.returncode == 1 and "'tensorrt' is needed" in run.stderr, run.stderr
+
+
+# ---- one logger per process ---------------------------------------------------------------
+
+
+def test_one_logger_class_and_no_other_logger_is_made():
+    """TensorRT keeps the first logger it is given: deploykit defines one and makes no trt.Logger."""
+    subclasses, made = [], []
+    for module in trt_api.trt_modules():
+        for node in ast.walk(module.tree):
+            if isinstance(node, ast.ClassDef) and any(
+                isinstance(b, ast.Attribute) and b.attr in ("ILogger", "Logger") for b in node.bases
+            ):
+                subclasses.append(f"{module.relative}:{node.name}")
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "Logger":
+                made.append(f"{module.relative}:{node.lineno}")
+    assert len(subclasses) == 1, subclasses
+    assert made == [], made
