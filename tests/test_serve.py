@@ -619,6 +619,59 @@ def test_ready_means_every_model_is_ready(repo):
 
 
 @pytest.mark.slow
+def test_serve_command_restarts_a_server_process_that_dies(repo, tmp_path):
+    """kill -9 of the server process itself: `deploykit serve` reports it, starts it again, serves."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import requests
+
+    _server_python_or_skip()
+    http_port = _free_port()
+    cmd = [
+        sys.executable, "-m", "deploykit", "serve", "--repo", str(repo), "--models", MODEL,
+        "--http-port", str(http_port), "--grpc-port", str(_free_port()), "--metrics-port", str(_free_port()),
+        "--log-file", str(tmp_path / "triton.log"),
+    ]  # fmt: skip
+    log = tmp_path / "serve.out"
+
+    def wait_for(text: str, count: int) -> None:
+        deadline = time.monotonic() + 180
+        while log.read_text().count(text) < count and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert log.read_text().count(text) >= count, log.read_text()[-2000:]
+
+    with open(log, "w") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    try:
+        wait_for("Press Ctrl+C", 1)
+        children = [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit() and _parent(p) == proc.pid]
+        assert children, "no server process under deploykit serve"
+        for pid in children:
+            os.kill(pid, signal.SIGKILL)
+        wait_for("Press Ctrl+C", 2)
+        assert "the server process exited with code -9; restarting it (1 of 5)" in log.read_text()
+        body = {"inputs": [{"name": "input", "shape": [1, 3, 32, 32], "datatype": "FP32", "data": [0.0] * 3072}]}
+        reply = requests.post(f"http://127.0.0.1:{http_port}/v2/models/{MODEL}/infer", json=body, timeout=60)
+        assert reply.status_code == 200, reply.text[:300]
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=90) == 0, log.read_text()[-2000:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=30)
+
+
+def _parent(proc_dir: Path) -> int | None:
+    try:
+        return int((proc_dir / "stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+@pytest.mark.slow
 def test_a_busy_port_is_reported_at_once(repo):
     _server_python_or_skip()
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as busy:

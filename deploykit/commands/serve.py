@@ -7,6 +7,8 @@ import click
 from deploykit.commands._common import repo_option
 from deploykit.runtimes import servable_backends
 
+RESTARTS = 5  # times a server process that died on its own is started again
+
 
 @click.command(name="serve")
 @repo_option()
@@ -83,4 +85,4 @@ def command(repo, models, host, http_port, grpc_port, metrics_port, backend, thr
         server.start()  # stops the server itself if interrupted
     except KeyboardInterrupt:
         raise SystemExit(130) from None
-    raise SystemExit(server.wait())
+    raise SystemExit(server.wait(max_restarts=RESTARTS))

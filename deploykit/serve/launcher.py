@@ -222,17 +222,35 @@ class LocalServer:
     def _log_hint(self) -> str | None:
         return f"see the server log {self.log_file}" if self.log_file else None
 
-    def wait(self) -> int:
-        """Block until the process ends; SIGINT/SIGTERM here are forwarded to it."""
+    def wait(self, max_restarts: int = 0) -> int:
+        """Block until the process ends; SIGINT/SIGTERM here are forwarded to it.
+
+        With ``max_restarts``, a server process that dies on its own (not stopped through this
+        launcher) is reported on stderr and started again, at most that many times.
+        """
         assert self.process is not None
+        stopping = False
 
         def forward(signum, frame):
+            nonlocal stopping
+            stopping = True
             if self.process and self.process.poll() is None:
                 self.process.send_signal(signal.SIGTERM)
 
         old = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
         try:
-            return self.process.wait()
+            for restart in range(1, max_restarts + 2):
+                code = self.process.wait()
+                if stopping or code == 0 or restart > max_restarts:
+                    return code
+                print(
+                    f"warning: the server process exited with code {code}; restarting it ({restart} of {max_restarts})",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                self.stop()  # what is left of its process group, and its status folder
+                self.start()
+            return code
         finally:
             for s, handler in old.items():
                 signal.signal(s, handler)
