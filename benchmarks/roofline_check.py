@@ -80,18 +80,17 @@ def _spec_for_row(row: dict, ceilings_cache: dict):
     return ceilings_cache[key]
 
 
-def _same_host(row: dict, machine: dict) -> bool:
+def _same_host(row: dict) -> bool:
     """A recorded CPU row is comparable with ceilings measured now only on the same hardware
     (or when it carries its own ceilings)."""
+    from deploykit.estimate.check import is_this_cpu
+
     if row.get("ceilings") or str(row["config"].get("device", "cpu")).startswith("cuda"):
         return True
-    then, now = row["_machine"], machine
-    return set(then.get("cpu_flags") or ()) == set(now.get("cpu_flags") or ()) and (
-        then.get("cpu_model") == now.get("cpu_model")
-    )
+    return is_this_cpu(row["_machine"])
 
 
-def check_recorded(machine: dict) -> list[dict]:
+def check_recorded() -> list[dict]:
     from deploykit.estimate.check import check_throughput
 
     checks, cache = [], {}
@@ -108,7 +107,7 @@ def check_recorded(machine: dict) -> list[dict]:
                                      row["throughput_ips"], f"benchmarks/results/{path.name}",
                                      config.get("input_size"))
             checks.append({**check.to_dict(), "kind": "recorded", "backend": config["backend"],
-                           "comparable": _same_host(row, machine),
+                           "comparable": _same_host(row),
                            "threads": config.get("threads"), "peak_gflops": spec.peak_gflops,
                            "bandwidth_gbps": spec.bandwidth_gbps})
     return checks
@@ -331,7 +330,7 @@ def main(argv: list[str] | None = None) -> int:
     from deploykit.machine import describe_machine
 
     machine = describe_machine().to_dict()
-    recorded = check_recorded(machine)
+    recorded = check_recorded()
     live = [] if args.no_live else check_live(sorted({1, default_threads()}))
     checks = recorded + live + check_published()
     layers = [] if args.no_live else check_layers()

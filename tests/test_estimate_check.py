@@ -99,3 +99,20 @@ def test_bench_efficiency_on_a_gpu_row_uses_the_table():
     roofline, _ = ceiling_ips("resnet50", get_device("h100", "int8"), 8)
     assert bench_efficiency(result, machine) == pytest.approx(result.throughput_ips / roofline)
     assert bench_efficiency(result, {"gpus": [{"name": "NVIDIA GeForce RTX 4090"}]}) is None
+
+
+def test_no_cpu_efficiency_for_a_run_on_other_hardware():
+    from deploykit import bench
+    from deploykit.bench.config import BenchConfig
+    from deploykit.estimate.check import bench_efficiency, is_this_cpu
+    from deploykit.machine import describe_machine
+
+    lat = bench.latency_statistics([[0.05, 0.05]], batch=1, stable=True, tolerance=0.05,
+                                   timed_seconds=0.1, warmup=1)
+    result = bench.BenchResult(config=BenchConfig(model="resnet18", batch=1, threads=1), status="ok",
+                               latency=lat)
+    here = describe_machine().to_dict()
+    other = {**here, "cpu_flags": ["sse2"]}
+    assert is_this_cpu(here) and not is_this_cpu(other)
+    assert bench_efficiency(result, other) is None
+    assert bench_efficiency(result, here) > 0

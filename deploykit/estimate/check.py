@@ -150,8 +150,20 @@ def bench_spec(result: Any, machine: dict[str, Any]) -> DeviceSpec | None:
     if recorded and precision == "fp32":
         return cpu_from_ceilings(precision, recorded["sgemm_gflops"], recorded["copy_gbps"],
                                  int(recorded.get("threads") or 1))
+    if not is_this_cpu(machine):
+        return None  # ceilings measured here say nothing about a run on other hardware
     threads = (result.runner or {}).get("threads") or config.threads
     return get_device(CPU, precision, threads=threads)
+
+
+def is_this_cpu(machine: dict[str, Any]) -> bool:
+    """True when a recorded machine has this machine's CPU model and ISA flags."""
+    from deploykit.machine import describe_machine
+
+    here = describe_machine()
+    return machine.get("cpu_model") == here.cpu_model and set(machine.get("cpu_flags") or ()) == set(
+        here.cpu_flags
+    )
 
 
 def bench_efficiency(result: Any, machine: dict[str, Any]) -> float | None:
