@@ -12,9 +12,9 @@ sides differ only by the wrapper:
 - torch: ``model(torch.from_numpy(x))`` under ``inference_mode`` on the runner's module vs
   ``runner.infer(x)`` (numpy in and out) and vs ``runner.benchmark_fn(x)`` (what bench times).
 
-Rounds alternate the sides (bare, wrapped, bare, ...), each a block of calls; a round's
-ratio is the wrapped median over the bare median, and the overhead is the median of the
-rounds' ratios minus 1, so a load change on a shared machine hits both sides alike.
+Calls are paired, bare and wrapped back to back (the order alternates); the overhead is the
+median of the pairs' differences over the median bare call, so a load change on a shared
+machine hits both sides of a pair alike.
 
 Writes ``benchmarks/results/runner_overhead.json`` and ``.md`` (the machine named).
 """
@@ -52,37 +52,32 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return args
 
 
-def _block(fn, calls: int) -> float:
-    """Median seconds per call over a block of ``calls``."""
-    times = []
-    for _ in range(calls):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def compare(bare, wrapped, rounds: int, calls: int, warmup: int = 5) -> dict:
-    """Alternate ``bare`` and ``wrapped`` blocks; the overhead is the median round ratio minus 1."""
+    """Pairs of calls, bare and wrapped back to back (which goes first alternates); the overhead
+    is the median of the pairs' differences over the median bare time. Pairing cancels the slow
+    drift of a shared machine's load that separate blocks would see."""
     for _ in range(warmup):
         bare()
         wrapped()
-    bare_s, wrapped_s, ratios = [], [], []
-    for i in range(rounds):
-        # Swap which side goes first every round: neither always runs on a warmer cache.
-        first, second = (bare, wrapped) if i % 2 == 0 else (wrapped, bare)
-        a, b = _block(first, calls), _block(second, calls)
-        t_bare, t_wrapped = (a, b) if i % 2 == 0 else (b, a)
+    bare_s, wrapped_s = [], []
+    for i in range(rounds * calls):
+        order = (bare, wrapped) if i % 2 == 0 else (wrapped, bare)
+        times = []
+        for fn in order:
+            start = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - start)
+        t_bare, t_wrapped = times if i % 2 == 0 else times[::-1]
         bare_s.append(t_bare)
         wrapped_s.append(t_wrapped)
-        ratios.append(t_wrapped / t_bare)
-    ratio = statistics.median(ratios)
+    diff = statistics.median(w - b for w, b in zip(wrapped_s, bare_s, strict=True))
+    base = statistics.median(bare_s)
     return {
-        "bare_ms": statistics.median(bare_s) * 1000,
+        "bare_ms": base * 1000,
         "runner_ms": statistics.median(wrapped_s) * 1000,
-        "overhead": ratio - 1.0,
-        "overhead_us": (statistics.median(wrapped_s) - statistics.median(bare_s)) * 1e6,
-        "round_ratios": ratios,
+        "overhead": diff / base,
+        "overhead_us": diff * 1e6,
+        "pairs": len(bare_s),
     }
 
 
@@ -130,8 +125,8 @@ def render_markdown(data: dict) -> str:
     lines = [f"# Runner overhead over the bare API ({data['model']}, batch {data['batch']})", "",
              f"Machine: {summarize_machine(data['machine'])}; {data['threads']} threads; run {data['created_at']}; "
              f"load average at start {data['load_before'][0]:.1f}.", "",
-             f"{data['rounds']} alternating rounds of {data['calls']} calls per side; overhead = median over rounds of "
-             f"(runner median / bare median) - 1. Goal: under {GOAL * 100:.0f} %.", "",
+             f"{data['rounds'] * data['calls']} pairs of calls (bare and runner back to back, order alternating); "
+             f"overhead = median pair difference / median bare call. Goal: under {GOAL * 100:.0f} %.", "",
              "| backend | comparison | bare ms | runner ms | overhead | overhead µs | goal |",
              "|---|---|---|---|---|---|---|"]
     for row in data["rows"]:
@@ -174,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
             runner.deactivate()
     if load_before[0] > 0.5 * (os.cpu_count() or 1):
         notes.append(f"other processes were running (load average {load_before[0]:.1f} on {os.cpu_count()} CPUs): "
-                     "per-call times are inflated and noisy; the alternating rounds keep the ratio fair")
+                     "per-call times are inflated and noisy; pairing the calls keeps the difference fair")
     data = {"kind": "deploykit.runner_overhead", "created_at": now_iso(), "model": args.model, "batch": args.batch,
             "input_size": args.input_size, "threads": threads, "rounds": args.rounds, "calls": args.calls,
             "goal": GOAL, "load_before": list(load_before), "machine": machine, "rows": rows, "notes": notes}

@@ -553,3 +553,49 @@ def test_markdown_puts_the_roofline_efficiency_beside_measured_rows():
     md = bench.to_markdown(run)
     assert "% roofline" in md and f"| {efficiency * 100:.0f} |" in md
     assert bench_efficiency(run.results[1], run.machine) is None  # skipped: nothing measured
+
+
+# ======================================================================================
+# GPU timing path (staged I/O, phases apart), run on the CPU
+# ======================================================================================
+
+
+def test_a_timer_replaces_the_clock_for_durations():
+    clock = ScriptedClock([0.010] * 100)
+    result = bench.time_callable(clock.fn, warmup=0, iterations=4, clock=clock, timer=lambda fn: (fn(), 0.002)[1])
+    assert result.p50_ms == pytest.approx(2.0) and result.stable
+
+
+def test_phases_are_timed_apart_on_staged_io():
+    import torch
+
+    from deploykit.runtimes import get_runner
+
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.Flatten(), torch.nn.LazyLinear(3))
+    net(torch.zeros(1, 3, 8, 8))
+    x = np.zeros((2, 3, 8, 8), dtype=np.float32)
+    timing = {"warmup": 1, "iterations": 4, "max_seconds": 1}
+    with get_runner("torch", net, input_size=8) as runner:
+        latency, phases = bench.measure_phases(runner, x, staged=True, **timing)
+        assert set(phases) == {"h2d", "compute", "d2h", "end_to_end"} and latency.p50_ms == phases["compute"]
+        assert latency.includes_host_copies is False and latency.batch == 2
+        e2e, phases = bench.measure_phases(runner, x, staged=True, end_to_end=True, **timing)
+        assert e2e.includes_host_copies is True and e2e.p50_ms == phases["end_to_end"]
+        plain, none = bench.measure_phases(runner, x, **timing)  # CPU: bench's usual timing
+        assert none is None and plain.includes_host_copies is False
+
+
+def test_gpu_fields_render_and_round_trip():
+    run = _sample_run()
+    config = BenchConfig(model="resnet50", backend="torch", device="cuda", tf32=True, channels_last=True,
+                         cuda_graphs=True, batch=8)
+    assert config.label == "torch/fp32+tf32+cl+graphs"
+    gpu = _with(run.results[0], config=config, phases_ms={"h2d": 0.5, "compute": 2.0, "d2h": 0.01, "end_to_end": 2.6},
+                device_memory={"weights_bytes": 102_000_000, "activations_bytes": 50_000_000, "io_bytes": 5_000_000},
+                device_memory_bytes=157_000_000)
+    run = BenchRun((gpu,), run.machine, run.created_at)
+    assert BenchRun.from_dict(json.loads(run.to_json())) == run
+    md = bench.to_markdown(run)
+    assert "| 102/50/5 |" in md and "| 0.500/0.010 |" in md
+    row = next(csv.DictReader(io.StringIO(bench.to_csv(run))))
+    assert row["gpu_weights_bytes"] == "102000000" and float(row["end_to_end_ms"]) == 2.6

@@ -266,3 +266,21 @@ def test_from_settings_keeps_what_each_runner_takes(tiny):
         assert runner_class("openvino").from_settings(path, **settings).device == "CPU"
     torch_runner = runner_class("torch").from_settings("resnet18", **settings)
     assert torch_runner.channels_last and torch_runner.threads == 1
+
+
+def test_staged_io_phases_run_on_cpu_and_match_infer(tiny):
+    """The GPU timing path (buffers allocated once; h2d, compute, d2h apart) runs without a GPU."""
+    model, _ = tiny
+    x = np.random.default_rng(1).standard_normal((2, 3, 16, 16), dtype=np.float32)
+    with get_runner("torch", model, tf32=True) as runner:
+        staged = runner.staged_io(x)
+        assert staged.timer() is None  # host clock on a CPU; CUDA events on a GPU
+        staged.end_to_end()
+        np.testing.assert_allclose(staged.output(), runner.infer(x), rtol=1e-5, atol=1e-6)
+        staged.h2d()
+        staged.compute()
+        staged.d2h()
+        assert staged.output().shape == (2, 5)
+        assert runner.device_memory() is None and runner.describe()["tf32"] is True
+        fn, buffer = runner.compute_fn(runner.to_device(x))
+        assert tuple(buffer.shape) == (2, 3, 16, 16) and tuple(fn().shape) == (2, 5)

@@ -64,7 +64,13 @@ from deploykit.bench.results import (
     LayerTiming,
     jsonable,
 )
-from deploykit.bench.timing import latency_statistics, measure, time_callable, windows_agree
+from deploykit.bench.timing import (
+    latency_statistics,
+    measure,
+    measure_phases,
+    time_callable,
+    windows_agree,
+)
 from deploykit.bench.worker import (
     execute_job,
     finish_result,
@@ -103,6 +109,7 @@ __all__ = [
     "make_input",
     "make_runner",
     "measure",
+    "measure_phases",
     "measure_config",
     "model_cost",
     "one_line",

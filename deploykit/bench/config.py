@@ -12,7 +12,7 @@ DEFAULT_ITERATIONS = 20
 DEFAULT_TOLERANCE = 0.05
 TIMING_FIELDS = ("warmup", "iterations", "seconds", "tolerance", "max_seconds")
 RUNNER_FIELDS = (
-    "device", "precision", "channels_last", "cuda_graphs", "compile", "weights", "num_classes", "threads",
+    "device", "precision", "channels_last", "cuda_graphs", "compile", "weights", "num_classes", "threads", "tf32",
 )
 
 
@@ -49,6 +49,8 @@ class BenchConfig:
     peak_gflops: float | None = None
     per_layer: bool = False
     ceilings: bool = True  # CPU: measure SGEMM and copy ceilings in the worker after timing
+    tf32: bool | None = None  # torch on CUDA, FP32: allow (True) or forbid (False) TF32; None: PyTorch's default
+    end_to_end: bool = False  # GPU: the latency includes the pinned host<->device copies
 
     @property
     def device_kind(self) -> str:
@@ -59,7 +61,13 @@ class BenchConfig:
         """``torch/fp16+cl+graphs``: backend, precision and the options that change speed."""
         extras = [
             flag
-            for flag, on in (("cl", self.channels_last), ("graphs", self.cuda_graphs), ("compile", self.compile))
+            for flag, on in (
+                ("tf32", self.tf32 is True),
+                ("cl", self.channels_last),
+                ("graphs", self.cuda_graphs),
+                ("compile", self.compile),
+                ("e2e", self.end_to_end),
+            )
             if on
         ]
         return f"{self.backend}/{'+'.join([self.precision, *extras])}"

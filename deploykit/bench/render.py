@@ -50,6 +50,13 @@ CSV_COLUMNS = (
     "copy_fraction",
     "peak_rss_bytes",
     "device_memory_bytes",
+    "gpu_weights_bytes",
+    "gpu_activations_bytes",
+    "gpu_io_bytes",
+    "h2d_ms",
+    "compute_ms",
+    "d2h_ms",
+    "end_to_end_ms",
     "artifact",
     "artifact_bytes",
     "threads",
@@ -82,6 +89,8 @@ def result_row(result: BenchResult) -> dict[str, Any]:
         "copy_fraction": result.copy_fraction,
         "peak_rss_bytes": result.peak_rss_bytes,
         "device_memory_bytes": result.device_memory_bytes,
+        **{f"gpu_{k}": (result.device_memory or {}).get(k) for k in ("weights_bytes", "activations_bytes", "io_bytes")},
+        **{f"{k}_ms": (result.phases_ms or {}).get(k) for k in ("h2d", "compute", "d2h", "end_to_end")},
         "artifact": result.artifact or "",
         "artifact_bytes": result.artifact_bytes,
         "threads": result.runner.get("threads", c.threads),
@@ -115,6 +124,12 @@ def _ms(value: float | None) -> str:
     return f"{value:.0f}" if value >= 100 else f"{value:.1f}" if value >= 10 else f"{value:.2f}" if value >= 1 else f"{value:.3f}"
 
 
+def _gpu_memory_cell(result: BenchResult) -> str:
+    mem = result.device_memory or {}
+    parts = [mem.get(k) for k in ("weights_bytes", "activations_bytes", "io_bytes")]
+    return "/".join(_fmt(p, ".0f", 1e-6) for p in parts) if any(p is not None for p in parts) else "-"
+
+
 def table_rows(run: BenchRun) -> tuple[list[str], list[list[str]], list[str]]:
     """Header, string cells and footnotes of the human-readable table (rich and Markdown share it).
 
@@ -137,6 +152,8 @@ def table_rows(run: BenchRun) -> tuple[list[str], list[list[str]], list[str]]:
         ("% roofline", lambda r: _fmt(bench_efficiency(r, run.machine), ".0f", 100.0)),
         ("RSS MB", lambda r: _fmt(r.peak_rss_bytes, ".0f", 1e-6)),
         ("GPU MB", lambda r: _fmt(r.device_memory_bytes, ".0f", 1e-6)),
+        ("weights/act/IO MB", _gpu_memory_cell),
+        ("H2D/D2H ms", lambda r: "/".join(_ms((r.phases_ms or {}).get(k)) for k in ("h2d", "d2h")) if r.phases_ms else "-"),
         ("file MB", lambda r: _fmt(r.artifact_bytes, ".1f", 1e-6)),
         ("stable", lambda r: ("yes" if r.latency.stable else "no (cap)") if r.latency else "-"),
     ]

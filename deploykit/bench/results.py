@@ -99,6 +99,10 @@ class BenchResult:
     # (deploykit.ceilings.CpuCeilings.to_dict()), and the memory traffic model of one batch.
     ceilings: dict[str, Any] | None = None
     traffic_bytes_per_batch: int | None = None
+    # GPU runs that stage their I/O: p50 ms of h2d, compute, d2h and end_to_end, and device
+    # memory as separate fields (weights_bytes, activations_bytes, io_bytes; free-memory drops).
+    phases_ms: dict[str, float] | None = None
+    device_memory: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
@@ -172,6 +176,8 @@ class BenchResult:
             "wall_seconds": self.wall_seconds,
             "ceilings": self.ceilings,
             "traffic_bytes_per_batch": self.traffic_bytes_per_batch,
+            "phases_ms": self.phases_ms,
+            "device_memory": self.device_memory,
             "sgemm_fraction": self.sgemm_fraction,
             "achieved_gbps": self.achieved_gbps,
             "copy_fraction": self.copy_fraction,
@@ -198,6 +204,8 @@ class BenchResult:
             wall_seconds=data.get("wall_seconds"),
             ceilings=data.get("ceilings"),
             traffic_bytes_per_batch=data.get("traffic_bytes_per_batch"),
+            phases_ms=data.get("phases_ms"),
+            device_memory=data.get("device_memory"),
         )
 
 

@@ -75,9 +75,12 @@ def _check_amount(iterations: int | None, seconds: float | None, warmup: int) ->
     return iterations
 
 
+Timer = Callable[[Callable[[], Any]], float]  # seconds of one call of its argument
+
+
 def _timed_window(
     fn: Callable[[], Any],
-    synchronize: Callable[[], None],
+    timer: Timer,
     clock: Callable[[], float],
     *,
     iterations: int | None,
@@ -88,11 +91,8 @@ def _timed_window(
     window: list[float] = []
     window_start = clock()
     while True:
-        t0 = clock()
-        fn()
-        synchronize()
+        window.append(timer(fn))
         t1 = clock()
-        window.append(t1 - t0)
         if iterations is not None and len(window) >= iterations:
             return window, False
         if seconds is not None and t1 - window_start >= seconds:
@@ -113,13 +113,23 @@ def time_callable(
     max_seconds: float = 60.0,
     clock: Callable[[], float] = time.perf_counter,
     includes_host_copies: bool = True,
+    timer: Timer | None = None,
 ) -> LatencyResult:
     """Time ``fn`` in windows until two consecutive windows agree (see the module docstring).
 
     A window is ``ceil(iterations / 2)`` calls, or ``seconds / 2`` of calls. ``synchronize``
-    runs after every call, before the clock is read (a no-op on CPU).
+    runs after every call, before the clock is read (a no-op on CPU). ``timer`` measures one
+    call instead of the clock (CUDA events on a GPU); windows and the cap still use ``clock``.
     """
     iterations = _check_amount(iterations, seconds, warmup)
+    if timer is None:
+
+        def timer(call: Callable[[], Any]) -> float:
+            t0 = clock()
+            call()
+            synchronize()
+            return clock() - t0
+
     for _ in range(warmup):
         fn()
         synchronize()
@@ -130,7 +140,7 @@ def time_callable(
     start = clock()
     while True:
         window, capped = _timed_window(
-            fn, synchronize, clock, iterations=window_iterations, seconds=window_seconds, deadline=start + max_seconds
+            fn, timer, clock, iterations=window_iterations, seconds=window_seconds, deadline=start + max_seconds
         )
         windows.append(window)
         if len(windows) >= 2 and windows_agree(float(np.median(windows[-1])), float(np.median(windows[-2])), tolerance):
@@ -169,3 +179,35 @@ def measure(runner: Any, batch: np.ndarray, **timing: Any) -> LatencyResult:
     return time_callable(
         fn, runner.synchronize, batch=int(batch.shape[0]), includes_host_copies=includes_copies, **timing
     )
+
+
+# Timing of the copies beside the timed phase: short, they only need a stable median.
+_SIDE_TIMING = {"warmup": 3, "iterations": 20, "seconds": None, "max_seconds": 5.0}
+
+
+def measure_phases(
+    runner: Any, batch: np.ndarray, *, end_to_end: bool = False, staged: bool | None = None, **timing: Any
+) -> tuple[LatencyResult, dict[str, float] | None]:
+    """Time a runner that stages its I/O (torch on CUDA) the way trtexec does: buffers allocated
+    once, each phase timed apart (CUDA events on a GPU). The latency is ``compute`` on
+    device-resident input, or ``end_to_end`` (pinned copies included) when asked; the other
+    phases get a short timing of their own. Phases are p50 ms: ``h2d``, ``compute``, ``d2h``,
+    ``end_to_end``.
+
+    ``staged`` None: stage on CUDA only; True forces it (the CPU dry run of the GPU check).
+    Other runners: :func:`measure` and no phases.
+    """
+    on_cuda = getattr(runner, "kind", "cpu") == "cuda"
+    if not hasattr(runner, "staged_io") or not (on_cuda if staged is None else staged):
+        return measure(runner, batch, **timing), None
+    io = runner.staged_io(batch)
+    n = int(batch.shape[0])
+    main = "end_to_end" if end_to_end else "compute"
+    latency = time_callable(getattr(io, main), io.synchronize, batch=n, timer=io.timer(),
+                            includes_host_copies=end_to_end, **timing)
+    side = {**_SIDE_TIMING, **{k: v for k, v in timing.items() if k == "clock"}}
+    phases = {main: latency.p50_ms}
+    for phase in ("h2d", "compute", "d2h", "end_to_end"):
+        if phase != main:
+            phases[phase] = time_callable(getattr(io, phase), io.synchronize, batch=n, timer=io.timer(), **side).p50_ms
+    return latency, {k: phases[k] for k in ("h2d", "compute", "d2h", "end_to_end")}

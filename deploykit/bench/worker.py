@@ -24,7 +24,7 @@ import numpy as np
 from deploykit.bench.config import BenchConfig
 from deploykit.bench.prepare import one_line
 from deploykit.bench.results import BenchResult, LayerTiming, json_default, jsonable
-from deploykit.bench.timing import measure
+from deploykit.bench.timing import measure_phases
 from deploykit.machine import current_rss_bytes, device_peak, peak_rss_bytes
 
 
@@ -65,10 +65,12 @@ def _measure_runner(runner: Any, config: BenchConfig, job: dict[str, Any], out: 
     spec_shape = runner.input_spec().shape
     size = job.get("input_size") or (spec_shape[-1] if spec_shape[-1] > 0 else 224)
     batch = make_input(config.batch, size)
-    latency = measure(runner, batch, **config.timing())
+    latency, phases = measure_phases(runner, batch, end_to_end=config.end_to_end, **config.timing())
     out["latency"] = latency.to_dict()
+    out["phases_ms"] = phases
     out["input_shape"] = list(batch.shape)
     out["device_memory_bytes"] = runner.device_memory_bytes()
+    out["device_memory"] = runner.device_memory() if hasattr(runner, "device_memory") else None
     out["runner"] = jsonable(runner.describe())
     if config.per_layer:
         try:

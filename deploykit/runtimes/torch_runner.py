@@ -20,6 +20,7 @@ from torch import nn
 from deploykit.artifacts import Artifact
 from deploykit.errors import DeployKitError, UsageError
 from deploykit.runtimes.base import Runner, TensorSpec
+from deploykit.runtimes.torch_staging import MemoryDelta, StagedIO, free_device_bytes
 
 TORCH_PRECISIONS = {"cpu": ("fp32",), "cuda": ("fp32", "fp16")}
 
@@ -53,6 +54,12 @@ class TorchRunner(Runner):
     ``cuda_graphs`` captures one CUDA graph per input shape and replays it (static input
     buffers: the input is copied into them). ``compile`` wraps the model in
     ``torch.compile``. On CPU, ``threads`` sets ``torch.set_num_threads`` (process-wide).
+    ``tf32`` (CUDA, FP32): True lets convolutions and matmuls use TF32 tensor cores, False
+    forbids it (strict FP32); None keeps PyTorch's defaults (TF32 convolutions, FP32 matmuls).
+    These are process-wide switches.
+
+    On CUDA, :meth:`staged_io` gives buffers allocated once and the phases timed apart, and
+    :attr:`memory` the weights / activations / I/O bytes as free-memory drops.
     """
 
     backend = "torch"
@@ -69,6 +76,7 @@ class TorchRunner(Runner):
         num_classes: int = 1000,
         input_size: int | None = None,
         threads: int | None = None,
+        tf32: bool | None = None,
         name: str | None = None,
         **model_config: Any,
     ):
@@ -95,7 +103,9 @@ class TorchRunner(Runner):
         self.num_classes = num_classes
         self.input_size = input_size
         self.threads = threads
+        self.tf32 = tf32
         self.model_config = model_config
+        self.memory: dict[str, Any] = {}
         self.model: nn.Module | None = None
         self._forward: Callable[[torch.Tensor], torch.Tensor] | None = None
         self._graphs: dict[tuple[int, ...], tuple[Any, torch.Tensor, torch.Tensor]] = {}
@@ -141,11 +151,16 @@ class TorchRunner(Runner):
             )
         if self.threads and self.kind == "cpu":
             torch.set_num_threads(self.threads)
+        if self.tf32 is not None and self.kind == "cuda":
+            torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = bool(self.tf32)
         model = self._build().eval()
         dtype = torch.float16 if self.precision == "fp16" else torch.float32
-        model = model.to(device=self.device, dtype=dtype)
-        if self.channels_last:
-            model = model.to(memory_format=torch.channels_last)
+        free_device_bytes(self.device)  # creates the CUDA context before the weights are measured
+        with MemoryDelta(self.device) as weights:
+            model = model.to(device=self.device, dtype=dtype)
+            if self.channels_last:
+                model = model.to(memory_format=torch.channels_last)
+        self.memory = {"weights_bytes": weights.bytes, "method": "torch.cuda.mem_get_info deltas"}
         self.model = model
         self._dtype = dtype
         self._forward = torch.compile(model) if self.compile else model
@@ -213,22 +228,40 @@ class TorchRunner(Runner):
         out = self.run_tensor(self.to_device(batch))
         return out.float().cpu().numpy()
 
+    def compute_fn(self, x: torch.Tensor) -> tuple[Callable[[], torch.Tensor], torch.Tensor]:
+        """A zero-argument forward on device-resident ``x``, and the buffer it reads (write the
+        next input there). With CUDA graphs: the graph's replay and its static input."""
+        if self.cuda_graphs:
+            self._graph_replay(x)
+            graph, static_in, static_out = self._graphs[tuple(x.shape)]
+
+            def replay() -> torch.Tensor:
+                graph.replay()
+                return static_out
+
+            return replay, static_in
+        return (lambda: self.run_tensor(x)), x
+
     def benchmark_fn(self, batch: np.ndarray) -> Callable[[], Any]:
         """A zero-argument call that runs one inference on ``batch`` already on the device.
 
-        Used by :func:`deploykit.bench.timing.measure`: on CUDA the input is staged once and the
-        output stays on the GPU, so the timing is the model's, not PCIe's (as in MLPerf's
-        offline scenario). On CPU it is the same work as :meth:`infer` without numpy copies.
+        On CUDA the input is staged once and the output stays on the GPU, so the timing is
+        the model's, not PCIe's (as in MLPerf's offline scenario); :meth:`staged_io` times the
+        copies apart. On CPU it is the same work as :meth:`infer` without numpy copies.
         """
         if not self.is_active:
             raise DeployKitError(f"runner {self.name} is not active", hint="use it in a `with` block")
-        x = self.to_device(batch)
-        if self.cuda_graphs:
-            # The graph's static input already holds x after the first call: replay only.
-            self._graph_replay(x)
-            graph = self._graphs[tuple(x.shape)][0]
-            return graph.replay
-        return lambda: self.run_tensor(x)
+        fn, _ = self.compute_fn(self.to_device(batch))
+        return fn
+
+    def staged_io(self, batch: np.ndarray) -> StagedIO:
+        """Buffers for ``batch``'s shape allocated once (pinned host memory on CUDA) and the
+        phases h2d / compute / d2h; records their device memory in :attr:`memory`."""
+        if not self.is_active:
+            raise DeployKitError(f"runner {self.name} is not active", hint="use it in a `with` block")
+        staged = StagedIO(self, batch)
+        self.memory.update(staged.memory)
+        return staged
 
     def _profile_impl(self, batch: np.ndarray, repeats: int) -> tuple[dict[str, float], dict[str, str]]:
         """Forward hooks on every leaf module, synchronizing around each (containers would
@@ -271,14 +304,22 @@ class TorchRunner(Runner):
             torch.cuda.synchronize(self.device)
 
     def device_memory_bytes(self) -> int | None:
+        """Weights + activations + I/O when measured (:meth:`staged_io`), else the allocator's peak."""
         if self.kind != "cuda" or not torch.cuda.is_available():
             return None
+        parts = [self.memory.get(k) for k in ("weights_bytes", "activations_bytes", "io_bytes")]
+        if all(p is not None for p in parts):
+            return int(sum(parts))
         return int(torch.cuda.max_memory_allocated(self.device))
+
+    def device_memory(self) -> dict[str, Any] | None:
+        """The separate device-memory fields (CUDA only): weights, activations/scratch, I/O."""
+        return dict(self.memory) if self.kind == "cuda" else None
 
     def describe(self) -> dict[str, Any]:
         math = self.precision
         if self.kind == "cuda" and self.precision == "fp32" and torch.backends.cudnn.allow_tf32:
-            # PyTorch lets cuDNN convolutions use TF32 tensor cores by default.
+            # PyTorch lets cuDNN convolutions use TF32 tensor cores by default (tf32=None).
             math = "tf32"
         return {
             "backend": self.backend,
@@ -288,6 +329,7 @@ class TorchRunner(Runner):
             "channels_last": self.channels_last,
             "cuda_graphs": self.cuda_graphs,
             "compile": self.compile,
+            "tf32": self.tf32,
             "threads": torch.get_num_threads() if self.kind == "cpu" else None,
             "torch": torch.__version__,
         }
