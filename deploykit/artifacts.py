@@ -7,12 +7,17 @@ The same facts are stored in each variant's sidecar (``deploykit.json``).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import platform
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from deploykit.zoo import Preprocessing
 
 SIDECAR = "deploykit.json"
 SIDECAR_SCHEMA = 1
@@ -49,6 +54,57 @@ class Artifact:
     @property
     def bytes(self) -> int:
         return self.path.stat().st_size if self.path.exists() else 0
+
+    # ---- what the sidecar says about the model the variant came from ---------------------
+    @property
+    def weights_sha256(self) -> str | None:
+        """The sha256 of the weights the variant was exported from ("random-init" for unsaved
+        random weights), as its sidecar records it."""
+        for key in ("weights", "source"):
+            section = self.meta.get(key)
+            if isinstance(section, Mapping):
+                for sha_key in ("sha256", "weights_sha256"):
+                    if isinstance(section.get(sha_key), str):
+                        return section[sha_key]
+        value = self.meta.get("weights_sha256")
+        return value if isinstance(value, str) else None
+
+    @property
+    def num_classes(self) -> int | None:
+        """The classifier's output count: the sidecar's ``num_classes``, else the output's last dim."""
+        meta = self.meta
+        for section in (meta, meta.get("source"), meta.get("output"), meta.get("model_config")):
+            if isinstance(section, Mapping) and isinstance(section.get("num_classes"), int):
+                return section["num_classes"]
+        output = meta.get("output")
+        if isinstance(output, Mapping) and isinstance(output.get("shape"), list) and output["shape"]:
+            last = output["shape"][-1]
+            return last if isinstance(last, int) and last > 0 else None
+        return None
+
+    @property
+    def input_size(self) -> int | None:
+        """The square image side the sidecar records for the input, if any."""
+        section = self.meta.get("input")
+        if not isinstance(section, Mapping):
+            return None
+        shape = section.get("shape")
+        if isinstance(shape, list) and len(shape) == 4 and isinstance(shape[-1], int) and shape[-1] > 0:
+            return shape[-1]
+        size = section.get("size")
+        return size if isinstance(size, int) else None
+
+    def preprocessing(self) -> Preprocessing:
+        """The preprocessing the sidecar records, else the model card's."""
+        from deploykit.zoo import Preprocessing, get_card
+
+        pre = self.meta.get("preprocessing")
+        if isinstance(pre, Mapping):
+            known = {f.name for f in fields(Preprocessing)}
+            values = {k: tuple(v) if isinstance(v, list) else v for k, v in pre.items() if k in known}
+            with contextlib.suppress(TypeError):
+                return Preprocessing(**values)
+        return get_card(self.model).preprocessing
 
     def lineage(self) -> list[str]:
         """Ancestry, oldest first, ending with this variant (``meta["lineage"]`` holds the ancestors)."""

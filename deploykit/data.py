@@ -2,6 +2,7 @@
 
 Export verification, parity checks, INT8 calibration and the Triton client all feed the
 network through these functions, so every stage sees the same pixels for the same photo.
+Labels for a folder of images (ImageFolder class folders or a labels file) are read here too.
 
 The preprocessing follows torchvision's PIL pipeline for ImageNet classifiers
 (``Resize(resize)`` on the short side, ``CenterCrop(crop)``, ``ToTensor``, ``Normalize``),
@@ -10,11 +11,12 @@ done with PIL and numpy only, so the data path needs no torch.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -278,3 +280,136 @@ def iter_batches(
             chunk = []
     if chunk:
         yield flush(chunk)
+
+
+# ---- labels -------------------------------------------------------------------------------
+def read_labels_file(path: str | os.PathLike) -> dict[str, int]:
+    """A labels file: JSON ``{"file.jpg": 3, ...}``, or text lines ``file.jpg,3`` (comma, tab
+    or spaces; ``#`` comments and a header line are skipped). Keys are file names or paths
+    relative to the data folder."""
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"labels file {path} does not exist")
+    text = path.read_text(encoding="utf-8", errors="replace")
+    out: dict[str, int] = {}
+    if path.suffix.lower() == ".json":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise UsageError(f"labels file {path} is not valid JSON: {exc}") from exc
+        if not isinstance(data, dict):
+            raise UsageError(f"labels file {path} must hold an object {{file name: class index}}")
+        items = list(data.items())
+    else:
+        items = []
+        for number, line in enumerate(text.splitlines(), 1):
+            line = line.split("#", 1)[0].strip()
+            if not line:
+                continue
+            parts = [p for p in line.replace(",", " ").replace("\t", " ").split(" ") if p]
+            if len(parts) != 2:
+                raise UsageError(f"{path}:{number}: expected 'FILE,CLASS_INDEX', got {line!r}")
+            if not items and not out and not _is_int(parts[1]):
+                continue  # a header such as "filename,label"
+            items.append((parts[0], parts[1]))
+    for name, value in items:
+        if isinstance(value, bool) or not _is_int(value):
+            raise UsageError(f"labels file {path}: the class of {name!r} is {value!r}, not a class index")
+        out[str(name)] = int(value)
+    if not out:
+        raise UsageError(f"labels file {path} holds no labels")
+    return out
+
+
+def _is_int(value: Any) -> bool:
+    if isinstance(value, int):
+        return True
+    try:
+        int(str(value))
+    except ValueError:
+        return False
+    return True
+
+
+def label_items(
+    items: list[ImageItem],
+    root: Path,
+    num_classes: int,
+    labels_file: str | os.PathLike | None = None,
+) -> tuple[list[ImageItem], list[str]]:
+    """Give every image its class index, or none at all; returns ``(items, notes)``.
+
+    - ``labels_file``: every image must be listed (by file name or path relative to ``root``).
+    - ImageFolder layout: folders named by integers are class indices (``0/``, ``1/``, ...,
+      so a subset of classes is fine); other names follow torchvision's ImageFolder (sorted
+      folder names -> 0..K-1), which matches the model's classes only when all
+      ``num_classes`` folders are there; with fewer, accuracy is not measured (noted).
+    Labels outside ``0..num_classes-1`` are a UsageError.
+    """
+    notes: list[str] = []
+    if labels_file is not None:
+        table = read_labels_file(labels_file)
+        out = []
+        for item in items:
+            rel = item.path.relative_to(root).as_posix() if item.path.is_relative_to(root) else item.path.name
+            for key in (rel, item.name, item.path.name):
+                if key in table:
+                    out.append(replace(item, label=table[key]))
+                    break
+            else:
+                raise UsageError(
+                    f"labels file {labels_file} has no entry for {rel}",
+                    hint="list every image (file name or path relative to the data folder)",
+                )
+        _check_label_range([i.label for i in out], num_classes, f"labels file {labels_file}")
+        return out, notes
+    if not items or items[0].class_name is None:
+        return items, notes
+    classes = sorted({i.class_name for i in items})
+    if all(c.isdigit() for c in classes):
+        out = [replace(i, label=int(i.class_name)) for i in items]
+        _check_label_range([i.label for i in out], num_classes, f"class folders of {root}")
+        return out, notes
+    if len(classes) > num_classes:
+        raise UsageError(
+            f"{root} has {len(classes)} class folders but the model has {num_classes} classes",
+            hint="pass the right --num-classes, or a folder with one subfolder per model class",
+        )
+    if len(classes) < num_classes:
+        notes.append(
+            f"{root} has {len(classes)} class folders for {num_classes} model classes: folder order "
+            "cannot say which class each is, so accuracy is not measured (name folders by class "
+            "index, e.g. 0/ 1/ ..., or pass --labels FILE)"
+        )
+        return [replace(i, label=None) for i in items], notes
+    return items, notes
+
+
+def _check_label_range(labels: list[int | None], num_classes: int, where: str) -> None:
+    bad = sorted({label for label in labels if label is not None and not 0 <= label < num_classes})
+    if bad:
+        shown = ", ".join(map(str, bad[:5]))
+        raise UsageError(
+            f"{where}: class index {shown} outside 0..{num_classes - 1} (the model has {num_classes} classes)",
+            hint="labels must be the model's class indices; check --num-classes",
+        )
+
+
+def take(items: list[ImageItem], limit: int | None) -> list[ImageItem]:
+    """The first ``limit`` images, taken round-robin across classes when there are classes
+    (ImageFolder lists class by class: a plain prefix would test one class only)."""
+    if not limit or limit >= len(items):
+        return items
+    if items[0].class_name is None:
+        return items[:limit]
+    groups: dict[str, list[ImageItem]] = {}
+    for item in items:
+        groups.setdefault(item.class_name or "", []).append(item)
+    out: list[ImageItem] = []
+    depth = 0
+    while len(out) < limit:
+        for group in groups.values():
+            if depth < len(group) and len(out) < limit:
+                out.append(group[depth])
+        depth += 1
+    return out

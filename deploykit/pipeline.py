@@ -108,7 +108,7 @@ def ensure_variant(
         if repo.find(model, st.format, st.precision) is not None:
             continue
         say(f"making {variant_name(model, st.format, st.precision)} ({st.command_for(model)})")
-        _maker(st)(repo, model, st.precision, **options.get((st.format, st.precision), {}))
+        _maker(st)(repo=repo, model=model, precision=st.precision, **options.get((st.format, st.precision), {}))
     made = repo.find(model, fmt, precision)
     if made is None:
         raise DeployKitError(

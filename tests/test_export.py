@@ -245,6 +245,10 @@ def test_cli_precision_option_hands_the_fp32_export_to_the_precision_stage(tmp_p
     def make_variant(**kwargs):  # stands in for the precision stage; records what export passes on
         fp32 = kwargs["repo"].get(kwargs["model"], "onnx", "fp32")  # the FP32 export is already there
         calls.append({**kwargs, "parent": fp32.variant})
+        kwargs["repo"].write_variant(  # a copy stands in for the converted file
+            kwargs["model"], "onnx", kwargs["precision"], write_model=lambda p: p.write_bytes(fp32.path.read_bytes()),
+            config_pbtxt="", sidecar={}, parent=fp32.variant,
+        )  # fmt: skip
         return {"variant": f"{kwargs['model']}_onnx_{kwargs['precision']}"}
 
     monkeypatch.setattr(deploykit.precision, "make_variant", make_variant, raising=False)
@@ -573,7 +577,7 @@ def test_load_weights_errors_are_usage_errors(tmp_path):
         load_weights(TinyNet(3), tmp_path)
 
 
-# ---- onnx_checks ----------------------------------------------------------------------------------
+# ---- onnx_checks, onnx_graph, onnx_io ---------------------------------------------------------
 def _graph_model(nodes, opset=18, functions=()):
     from onnx import TensorProto, helper
 
@@ -596,7 +600,8 @@ def test_tensorrt_operator_list_is_data_with_source_and_version():
 def test_tensorrt_preflight_finds_unsupported_ops_in_subgraphs_functions_and_domains():
     from onnx import helper
 
-    from deploykit.onnx_checks import operator_counts, tensorrt_preflight
+    from deploykit.onnx_checks import tensorrt_preflight
+    from deploykit.onnx_graph import operator_counts
 
     then_branch = helper.make_graph([helper.make_node("Unique", ["x"], ["u"])], "then", [], [])
     else_branch = helper.make_graph([helper.make_node("Identity", ["x"], ["e"])], "else", [], [])
@@ -641,7 +646,7 @@ def test_tensorrt_preflight_checks_documented_restrictions():
 def test_save_model_external_data_and_byte_count(tmp_path):
     from onnx import TensorProto, helper, numpy_helper
 
-    from deploykit.onnx_checks import check_model, external_data_files, model_file_bytes, save_model
+    from deploykit.onnx_io import check_model, external_data_files, model_file_bytes, save_model
 
     w = numpy_helper.from_array(np.arange(4096, dtype=np.float32), "w")
     model = _graph_model([helper.make_node("Slice", ["w", "s", "e"], ["w2"]), helper.make_node("Add", ["x", "w2"], ["y"])])

@@ -32,25 +32,7 @@ PRECISIONS = ("fp32", "fp16", "int8")
 @click.option("--calib-method", help="INT8 calibration method (see `deploykit quantize`).")
 @click.option("--keep-io-types/--no-keep-io-types", default=True, show_default=True, help="FP16/INT8: keep FP32 input/output.")
 @format_option("table", "json")
-def command(
-    name: str | None,
-    all_models: bool,
-    weights: str | None,
-    num_classes: int | None,
-    opset: int,
-    batch: int | None,
-    input_size: int | None,
-    max_batch_size: int,
-    data: str | None,
-    tolerance: float,
-    repo: str,
-    precision: str,
-    calib_data: str | None,
-    calib_size: int | None,
-    calib_method: str | None,
-    keep_io_types: bool,
-    fmt: str,
-) -> None:
+def command(name: str | None, all_models: bool, precision: str, fmt: str, **given: Any) -> None:
     """Export NAME to ONNX, verify it against PyTorch, and write it to the model repository.
 
     \b
@@ -71,36 +53,22 @@ def command(
         raise UsageError("give a model NAME or --all, not both")
     if not all_models and not name:
         raise UsageError("which model?", hint="deploykit export NAME (see `deploykit models`), or --all")
-    if all_models and weights:
+    if all_models and given["weights"]:
         raise UsageError("--weights fits one model, not --all", hint="export that model by name")
-    options: dict[str, Any] = dict(
-        repo=repo,
-        weights=weights,
-        opset=opset,
-        batch=batch,
-        input_size=input_size,
-        num_classes=num_classes,
-        data=data,
-        max_batch_size=max_batch_size,
-        tolerance=tolerance,
-    )
-    extra = [p for p in dict.fromkeys(precisions) if p != "fp32"]
     # Only what the user gave: the precision stage keeps its own defaults for the rest.
-    calibration = {
-        k: v
-        for k, v in dict(calib_data=calib_data, calib_size=calib_size, calib_method=calib_method).items()
-        if v is not None
-    }
-    calibration["keep_io_types"] = keep_io_types
+    calibration = {k: given.pop(k) for k in ("calib_data", "calib_size", "calib_method", "keep_io_types")}
+    calibration = {k: v for k, v in calibration.items() if v is not None}
+    extra = [p for p in dict.fromkeys(precisions) if p != "fp32"]
     if all_models:
-        _export_all(options, extra, calibration, fmt)
+        _export_all(given, extra, calibration, fmt)
     else:
-        _export_one(name, options, extra, calibration, fmt)
+        _export_one(name, given, extra, calibration, fmt)
 
 
 # ---- one model ------------------------------------------------------------------------------
 def _export_one(name: str, options: dict[str, Any], extra: list[str], calibration: dict[str, Any], fmt: str) -> None:
     from deploykit.export import export_model
+    from deploykit.export.render import render_one
 
     err = console(stderr=True)
     with err.status(f"{name}: starting", spinner="dots") as status:
@@ -109,105 +77,24 @@ def _export_one(name: str, options: dict[str, Any], extra: list[str], calibratio
     if fmt == "json":
         out = result.to_dict()
         if variants:
-            out["variants"] = [_variant_dict(v) for v in variants]
+            out["variants"] = [v.to_sidecar() for v in variants]
         echo_json(out)
     else:
-        _render_one(result, variants)
+        render_one(result, variants, console())
 
 
 def _make_variants(name: str, repo: str, precisions: list[str], calibration: dict[str, Any], update) -> list[Any]:
-    """FP16/INT8 variants through the precision stage (``deploykit.precision.make_variant``)."""
-    if not precisions:
-        return []
-    try:
-        from deploykit.precision import make_variant
-    except ImportError as exc:
-        raise DeployKitError(
-            "the precision stage (deploykit.precision.make_variant) is not available in this install",
-            hint=f"the FP32 export was written; make the other variants with `deploykit quantize {name}`",
-        ) from exc
+    """FP16/INT8 variants of the fresh FP32 export, through the pipeline's stage table."""
+    from deploykit.pipeline import ensure_variant
     from deploykit.repository import ModelRepository
 
+    repository = ModelRepository(repo)
     made = []
     for precision in precisions:
         update(f"{name}: making the {precision} variant")
-        made.append(make_variant(repo=ModelRepository(repo), model=name, precision=precision, **calibration))
+        options = {("onnx", precision): calibration}
+        made.append(ensure_variant(repository, name, "onnx", precision, progress=update, options=options)[0])
     return made
-
-
-def _variant_dict(variant: Any) -> Any:
-    if isinstance(variant, dict):
-        return variant
-    if hasattr(variant, "to_dict"):
-        return variant.to_dict()
-    if hasattr(variant, "to_sidecar"):
-        return variant.to_sidecar()
-    return str(variant)
-
-
-def _variant_line(variant: Any) -> str:
-    artifact = getattr(variant, "artifact", variant)
-    path = getattr(artifact, "path", None)
-    label = getattr(artifact, "variant", None) or str(variant)
-    return f"{label}  {path}" if path else label
-
-
-def _mb(n: int) -> str:
-    return f"{n / 1e6:,.1f} MB" if n >= 1e6 else f"{n / 1e3:,.1f} kB"
-
-
-def _shape(spec) -> str:
-    from rich.markup import escape
-
-    dims = ", ".join("batch" if d < 0 else str(d) for d in spec.shape)
-    return escape(f"{spec.name} {spec.dtype} [{dims}]")
-
-
-def _render_one(result, variants: list[Any]) -> None:
-    from rich.markup import escape
-    from rich.table import Table
-
-    out = console()
-    p = result.parity
-    total = p.images * len(p.batch_sizes)
-    batches = " and ".join(str(b) for b in p.batch_sizes)
-    table = Table(show_header=False, box=None, pad_edge=False)
-    table.add_column(style="bold")
-    table.add_column()
-    table.add_row("variant", result.artifact.variant)
-    table.add_row("file", escape(f"{result.path}  ({_mb(result.bytes)})"))
-    table.add_row("input", _shape(result.input))
-    table.add_row("output", _shape(result.output))
-    table.add_row("opset", f"{result.opset}  (torch {result.onnx.exporter.get('torch', '?')}, dynamo exporter)")
-    table.add_row("weights", result.weights if result.weights == "random-init" else f"sha256 {result.weights[:16]}...")
-    table.add_row(
-        "parity",
-        f"max abs {p.max_abs:.2e}, max rel {p.max_rel:.2e} (tolerance {p.tolerance:g}); "
-        f"top-1 {round(p.top1_agreement * total)}/{total} agree; {p.images} images at batch {batches}",
-    )
-    table.add_row("images", result.images)
-    trt = result.onnx.tensorrt
-    ops = len(result.onnx.operators)
-    if trt.ok:
-        trt_text = f"[green]all {ops} operator types supported[/green] by TensorRT {trt.tensorrt_version}'s ONNX parser"
-    else:
-        problems = [*(f"unsupported {op}" for op in trt.unsupported), *trt.violations]
-        if not trt.opset_supported:
-            problems.append(f"opset {trt.opset} not documented")
-        trt_text = f"[yellow]TensorRT {trt.tensorrt_version}: {escape('; '.join(problems[:4]))}[/yellow]"
-    table.add_row("TensorRT", trt_text)
-    if result.dropped_keys:
-        table.add_row("dropped", f"{len(result.dropped_keys)} auxiliary-classifier tensors (aux1, aux2) from the checkpoint")
-    if result.labels:
-        table.add_row("labels", result.labels)
-    table.add_row("time", f"{result.seconds:.1f} s")
-    out.print(f"[green]exported[/green] {result.model} -> {result.artifact.directory}")
-    out.print(table)
-    for note in result.notes:
-        out.print(f"[dim]note: {escape(note)}[/dim]")
-    for variant in variants:
-        out.print(f"[green]made[/green] {_variant_line(variant)}")
-    out.print(f"[dim]open the graph: netron {result.path}  (or drop the file on https://netron.app)[/dim]")
 
 
 # ---- every model ----------------------------------------------------------------------------
@@ -215,6 +102,7 @@ def _export_all(options: dict[str, Any], extra: list[str], calibration: dict[str
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from deploykit.export import ExportFailure, export_models
+    from deploykit.export.render import render_all
     from deploykit.zoo import list_models
 
     names = list_models()
@@ -251,45 +139,6 @@ def _export_all(options: dict[str, Any], extra: list[str], calibration: dict[str
             out["variant_failures"] = [{"model": m, "error": e} for m, e in variant_errors]
         echo_json(out)
     else:
-        _render_all(batch, variant_errors)
+        render_all(batch, variant_errors, console())
     if batch.failures or variant_errors:
         raise SystemExit(1)
-
-
-def _render_all(batch, variant_errors: list[tuple[str, str]]) -> None:
-    from rich.markup import escape
-    from rich.table import Table
-
-    out = console()
-    table = Table(title="deploykit export --all", title_justify="left")
-    for column, justify in (
-        ("model", "left"),
-        ("result", "left"),
-        ("size", "right"),
-        ("opset", "right"),
-        ("max rel", "right"),
-        ("top-1", "right"),
-        ("TensorRT", "left"),
-        ("seconds", "right"),
-    ):
-        table.add_column(column, justify=justify, no_wrap=column == "model")
-    for r in batch.results:
-        table.add_row(
-            r.model,
-            "[green]ok[/green]",
-            _mb(r.bytes),
-            str(r.opset),
-            f"{r.parity.max_rel:.1e}",
-            f"{r.parity.top1_agreement:.0%}",
-            "ok" if r.onnx.tensorrt.ok else f"[yellow]{escape(', '.join(r.unsupported_ops) or 'see sidecar')}[/yellow]",
-            f"{r.seconds:.1f}",
-        )
-    for f in batch.failures:
-        table.add_row(f.model, "[red]failed[/red]", "", "", "", "", "", "")
-    out.print(table)
-    for f in batch.failures:
-        out.print(f"[red]{f.model}: {escape(f.error)}[/red]" + (f"  [dim]({escape(f.hint)})[/dim]" if f.hint else ""))
-    for model, error in variant_errors:
-        out.print(f"[red]{model}: {escape(error)}[/red]")
-    total = len(batch.results) + len(batch.failures)
-    out.print(f"{len(batch.results)}/{total} exported in {batch.seconds:.0f} s")

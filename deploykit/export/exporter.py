@@ -1,0 +1,335 @@
+"""``torch.onnx.export`` -> a checked ONNX file: the only module in deploykit that calls ``torch.onnx``.
+
+:func:`export_onnx` turns any ``nn.Module`` into an ONNX file with the maintained exporter
+(``torch.onnx.export(..., dynamo=True)``), checks the opset it really produced, slims the
+graph, runs ``onnx.checker`` and strict shape inference, and lists the operators TensorRT's
+ONNX parser would refuse. Models above 2 GB get ONNX external data on the same path.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import time
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from deploykit.errors import DeployKitError, UsageError
+from deploykit.onnx_graph import TensorSpec
+
+if TYPE_CHECKING:
+    import onnx
+    import torch
+    from torch import nn
+
+    from deploykit.onnx_checks import TrtPreflight
+
+DEFAULT_OPSET = 18
+EXPORTER = "torch.onnx.export(dynamo=True)"
+_QUIET_LOGGERS = ("torch.onnx", "torch.export", "torch._export", "torch.fx", "torch._dynamo", "onnxscript", "onnx_ir")
+
+
+@dataclass(frozen=True)
+class OnnxExport:
+    """A checked ONNX file written by :func:`export_onnx`.
+
+    ``input``/``output`` shapes use -1 for the dynamic batch dimension. ``bytes`` counts the
+    model file plus its external-data file (``external_data``, None when self-contained).
+    """
+
+    path: Path
+    opset: int
+    input: TensorSpec
+    output: TensorSpec
+    dynamic_batch: bool
+    bytes: int
+    external_data: Path | None
+    operators: Mapping[str, int]
+    tensorrt: TrtPreflight
+    nodes_exported: int
+    nodes: int
+    exporter: Mapping[str, str]
+    notes: tuple[str, ...] = ()
+    seconds: float = 0.0
+
+    @property
+    def unsupported_ops(self) -> tuple[str, ...]:
+        return self.tensorrt.unsupported
+
+    def files(self) -> list[Path]:
+        """The model file and its external-data file, if any."""
+        return [self.path, *([self.external_data] if self.external_data else [])]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "path": str(self.path),
+            "opset": self.opset,
+            "input": asdict(self.input),
+            "output": asdict(self.output),
+            "dynamic_batch": self.dynamic_batch,
+            "bytes": self.bytes,
+            "external_data": self.external_data.name if self.external_data else None,
+            "operators": dict(self.operators),
+            "nodes": {"exported": self.nodes_exported, "slimmed": self.nodes},
+            "tensorrt_preflight": self.tensorrt.to_dict(),
+            "exporter": dict(self.exporter),
+            "notes": list(self.notes),
+            "seconds": round(self.seconds, 3),
+        }
+
+
+def exporter_versions() -> dict[str, str]:
+    """The exporter and the libraries that shape its output, for sidecars and metadata."""
+    from deploykit.artifacts import library_versions
+
+    return {"exporter": EXPORTER, **library_versions("torch", "onnx", "onnxscript", "onnx-ir", "onnxslim")}
+
+
+@contextlib.contextmanager
+def _quiet_exporter() -> Iterator[list[str]]:
+    """Silence the exporter's warnings and log chatter (deploykit reports what matters itself);
+    yields the captured messages so an error can still show them."""
+    captured: list[str] = []
+
+    class Capture(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            with contextlib.suppress(Exception):
+                captured.append(record.getMessage().splitlines()[0][:300])
+
+    handler = Capture(level=logging.WARNING)
+    saved = []
+    for name in _QUIET_LOGGERS:
+        # torch installs its own stderr handlers on these loggers: swap them out for the capture.
+        logger = logging.getLogger(name)
+        saved.append((logger, logger.level, logger.propagate, logger.handlers[:]))
+        logger.handlers = [handler]
+        logger.setLevel(logging.WARNING)
+        logger.propagate = False
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield captured
+    finally:
+        for logger, level, propagate, handlers in saved:
+            logger.handlers = handlers
+            logger.setLevel(level)
+            logger.propagate = propagate
+
+
+def _check_opset_request(opset: int) -> None:
+    import onnx
+
+    newest = onnx.defs.onnx_opset_version()
+    if not isinstance(opset, int) or isinstance(opset, bool) or not 1 <= opset <= newest:
+        raise UsageError(
+            f"opset {opset!r} is not an ONNX opset this onnx ({onnx.__version__}) knows",
+            hint=f"use an opset from {DEFAULT_OPSET} to {newest} (default {DEFAULT_OPSET})",
+        )
+
+
+def _first_line(exc: BaseException, limit: int = 300) -> str:
+    lines = [line for line in str(exc).strip().splitlines() if line.strip()]
+    return (lines[0] if lines else type(exc).__name__)[:limit]
+
+
+def _run_forward(module: nn.Module, example: torch.Tensor) -> torch.Tensor:
+    """One eager forward pass: a clear error for a wrong input size or several outputs."""
+    import torch
+
+    try:
+        with torch.inference_mode():
+            out = module(example)
+    except Exception as exc:  # any model error on this input is the user's input-size problem
+        raise UsageError(
+            f"the model cannot run on an input of shape {tuple(example.shape)}: {_first_line(exc)}",
+            hint="check --input-size (the card's default suits the model)",
+        ) from exc
+    if not isinstance(out, torch.Tensor):
+        n = len(out) if isinstance(out, (tuple, list)) else "several"
+        raise UsageError(
+            f"the model returns {type(out).__name__} ({n} outputs), not one logits tensor",
+            hint="export the eval-mode network without training-only heads (e.g. GoogLeNet's aux_logits=False)",
+        )
+    return out
+
+
+def _torch_export(module, example, opset, dynamic_batch, input_name, output_name) -> onnx.ModelProto:
+    """``torch.onnx.export(dynamo=True)`` with a symbolic batch dimension (or a fixed one)."""
+    import torch
+
+    kwargs = dict(
+        dynamo=True,
+        opset_version=opset,
+        input_names=[input_name],
+        output_names=[output_name],
+        verbose=False,
+        optimize=True,
+    )
+    attempts = [None]
+    if dynamic_batch:
+        # min=1 first; some torch versions specialize a 0/1-sized dim, where min=2 is the fix
+        # (batch 1 is still verified in ONNX Runtime afterwards).
+        attempts = [({0: torch.export.Dim("batch", min=1)},), ({0: torch.export.Dim("batch", min=2)},)]
+    last: Exception | None = None
+    for dynamic_shapes in attempts:
+        with _quiet_exporter():
+            try:
+                program = torch.onnx.export(module, (example,), dynamic_shapes=dynamic_shapes, **kwargs)
+            except Exception as exc:  # the exporter raises many types; each becomes one message
+                last = exc
+                if _is_shape_constraint(exc):
+                    continue  # try the next batch range
+                break
+        if program is None:  # pragma: no cover - only the legacy exporter returns None
+            raise DeployKitError("torch.onnx.export returned no program")
+        return program.model_proto
+    assert last is not None
+    hint = "report the model; a static --batch N sometimes avoids it" if dynamic_batch else None
+    if dynamic_batch and _is_shape_constraint(last):
+        hint = "the model fixes its batch size internally: export with a static --batch N"
+    raise DeployKitError(f"torch.onnx.export failed: {_first_line(last)}", hint=hint) from last
+
+
+def _is_shape_constraint(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return any(word in text for word in ("constraint", "specializ", "guard", "dynamic_shapes"))
+
+
+def _set_metadata(model: onnx.ModelProto, metadata: Mapping[str, Any] | None) -> None:
+    if not metadata:
+        return
+    existing = {p.key: p for p in model.metadata_props}
+    for key, value in metadata.items():
+        text = value if isinstance(value, str) else json.dumps(value, default=str)
+        if key in existing:
+            existing[key].value = text
+        else:
+            prop = model.metadata_props.add()
+            prop.key, prop.value = str(key), text
+
+
+
+def _checked_request(input_shape: Sequence[int], path: str | os.PathLike, opset: int) -> tuple[tuple[int, ...], Path]:
+    _check_opset_request(opset)
+    shape = tuple(int(s) for s in input_shape)
+    if len(shape) < 2 or any(s < 1 for s in shape):
+        raise UsageError(f"input shape {tuple(input_shape)} must be (batch, ...) with positive sizes")
+    path = Path(path)
+    if path.suffix != ".onnx":
+        raise UsageError(f"the ONNX path {path} must end in .onnx")
+    return shape, path
+
+
+def _trace(module: nn.Module, shape: tuple[int, ...], opset: int, dynamic_batch: bool, names: tuple[str, str]) -> onnx.ModelProto:
+    """The exported graph, with its opset and I/O checked (the module is restored to its mode)."""
+    import torch
+
+    from deploykit.onnx_graph import main_opset
+
+    # Trace with a batch of 2 for a dynamic batch, so the exporter cannot specialize size 1.
+    example_batch = max(shape[0], 2) if dynamic_batch else shape[0]
+    example = torch.randn((example_batch, *shape[1:]), generator=torch.Generator().manual_seed(0))
+    was_training = module.training
+    module.eval()
+    try:
+        _run_forward(module, example)
+        model = _torch_export(module, example, opset, dynamic_batch, *names)
+    finally:
+        module.train(was_training)
+    produced = main_opset(model)
+    if produced != opset:
+        raise UsageError(
+            f"the installed exporter (torch {torch.__version__}) cannot produce opset {opset}: it produced opset {produced}",
+            hint=f"use --opset {produced}, or an exporter that supports opset {opset}",
+        )
+    batch_dim = model.graph.input[0].type.tensor_type.shape.dim[0] if model.graph.input else None
+    if dynamic_batch and batch_dim is not None and batch_dim.HasField("dim_value"):
+        raise DeployKitError(
+            f"the exporter fixed the batch dimension to {batch_dim.dim_value}: the model's code depends on the batch size",
+            hint="export with a static batch (--batch N)",
+        )
+    if len(model.graph.input) != 1 or len(model.graph.output) != 1:
+        raise UsageError(
+            f"the exported graph has {len(model.graph.input)} inputs and {len(model.graph.output)} outputs; "
+            "deploykit deploys one image tensor in and one logits tensor out"
+        )
+    return model
+
+
+def export_onnx(
+    module: nn.Module,
+    input_shape: Sequence[int],
+    path: str | os.PathLike,
+    *,
+    opset: int = DEFAULT_OPSET,
+    dynamic_batch: bool = True,
+    input_name: str = "input",
+    output_name: str = "logits",
+    metadata: Mapping[str, Any] | None = None,
+    slim: bool = True,
+    external_data_threshold: int | None = None,
+) -> OnnxExport:
+    """Export ``module`` (any ``nn.Module`` with one tensor in and one tensor out) to ``path``.
+
+    ``input_shape`` is the full input shape, batch first (``(1, 3, 224, 224)``). With
+    ``dynamic_batch`` the batch dimension is symbolic (``batch``) and the given batch is only
+    the tracing example; otherwise it is fixed. The module is exported in eval mode (its
+    training flag is restored afterwards). ``metadata`` goes into the model's
+    ``metadata_props`` (non-string values as JSON).
+
+    Raises UsageError when the installed exporter cannot produce ``opset`` (it silently
+    moves requests below 18, and unknown ones, to 18: the produced opset is read back),
+    CheckFailedError when onnx.checker or strict shape inference reject the graph.
+    Above ``external_data_threshold`` bytes (default: just under protobuf's 2 GB) the weights
+    go to ``<path>.data``.
+    """
+    from deploykit import onnx_io
+
+    start = time.perf_counter()
+    shape, path = _checked_request(input_shape, path, opset)
+    threshold = onnx_io.EXTERNAL_DATA_THRESHOLD if external_data_threshold is None else external_data_threshold
+    model = _trace(module, shape, opset, dynamic_batch, (input_name, output_name))
+    notes: list[str] = []
+    nodes_exported = len(model.graph.node)
+    if slim:
+        slimmed = onnx_io.slim(model)
+        model = slimmed.model
+        notes.extend([slimmed.note] if slimmed.note else [])
+    _set_metadata(model, metadata)
+    external = onnx_io.write_checked(model, path, external_data_threshold=threshold)
+    del model
+    if external:
+        why = "the 2 GB protobuf limit" if external_data_threshold is None else f"{threshold:,} bytes"
+        notes.append(f"weights stored as ONNX external data in {external.name} (the model is above {why})")
+    return _describe(path, external, dynamic_batch, nodes_exported, tuple(notes), start)
+
+
+def _describe(path: Path, external: Path | None, dynamic_batch: bool, nodes_exported: int, notes: tuple[str, ...], start: float) -> OnnxExport:
+    """The :class:`OnnxExport` record of a written file (read back without its weights)."""
+    from deploykit import onnx_graph, onnx_io
+    from deploykit.onnx_checks import tensorrt_preflight
+
+    saved = onnx_graph.load_graph(path)
+    operators = onnx_graph.operator_counts(saved)
+    inputs, outputs = onnx_graph.graph_io(saved)
+    return OnnxExport(
+        path=path,
+        opset=int(onnx_graph.main_opset(saved) or 0),
+        input=inputs[0],
+        output=outputs[0],
+        dynamic_batch=dynamic_batch,
+        bytes=onnx_io.model_file_bytes(path),
+        external_data=external,
+        operators=operators,
+        tensorrt=tensorrt_preflight(saved, operators),
+        nodes_exported=nodes_exported,
+        nodes=len(saved.graph.node),
+        exporter=exporter_versions(),
+        notes=notes,
+        seconds=time.perf_counter() - start,
+    )

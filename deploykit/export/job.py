@@ -1,0 +1,387 @@
+"""``deploykit export NAME``: a model into the model repository, verified, with its lineage.
+
+:func:`export_model` builds a zoo model (or loads ``--weights``), exports it
+(:func:`~deploykit.export.export_onnx`), verifies it against PyTorch with ONNX Runtime on real
+photos at batch 1 and batch > 1 (:func:`~deploykit.export.verify_onnx`), then writes
+``<repo>/<name>_onnx_fp32/`` atomically with its Triton ``config.pbtxt`` and lineage sidecar.
+Nothing lands in the repository unless every step passed. :func:`export_models` does several.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from deploykit.errors import CheckFailedError, DeployKitError, UsageError
+from deploykit.export.exporter import (
+    DEFAULT_OPSET,
+    OnnxExport,
+    _check_opset_request,
+    _first_line,
+    export_onnx,
+)
+from deploykit.export.record import Origin, onnx_metadata, sidecar, tensorrt_notes, triton_config
+from deploykit.export.verify import DEFAULT_TOLERANCE, VERIFY_BATCH, Parity, verify_onnx
+from deploykit.onnx_graph import TensorSpec
+
+if TYPE_CHECKING:
+
+    from deploykit.artifacts import Artifact
+    from deploykit.zoo import ModelCard, Preprocessing
+
+DEFAULT_MAX_BATCH_SIZE = 32
+VERIFY_IMAGES = 16  # at most this many images from --data; the bundled sample set has 8
+RANDOM_INIT = "random-init"
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """What ``deploykit export NAME`` made; ``to_dict()`` is the JSON contract of ``--format json``."""
+
+    model: str
+    artifact: Artifact
+    opset: int
+    bytes: int
+    parity: Parity
+    dropped_keys: tuple[str, ...]
+    unsupported_ops: tuple[str, ...]
+    seconds: float
+    input: TensorSpec
+    output: TensorSpec
+    num_classes: int
+    weights: str  # sha256 of the checkpoint, or "random-init"
+    onnx: OnnxExport
+    labels: str | None = None  # where the class labels came from, if known
+    images: str = "scikit-image sample photos"
+    notes: tuple[str, ...] = ()
+
+    @property
+    def path(self) -> Path:
+        return self.artifact.path
+
+    def to_dict(self) -> dict[str, Any]:
+        parity = {k: v for k, v in self.parity.to_dict().items() if k not in ("passed", "image_names", "failures")}
+        return {
+            "model": self.model,
+            "path": str(self.artifact.path),
+            "opset": self.opset,
+            "bytes": self.bytes,
+            "parity": parity,
+            "seconds": round(self.seconds, 3),
+            "variant": self.artifact.variant,
+            "input": asdict(self.input),
+            "output": asdict(self.output),
+            "num_classes": self.num_classes,
+            "weights": self.weights,
+            "dropped_keys": list(self.dropped_keys),
+            "unsupported_tensorrt_ops": list(self.unsupported_ops),
+            "external_data": self.onnx.external_data.name if self.onnx.external_data else None,
+            "labels": self.labels,
+            "verification_images": self.images,
+            "notes": list(self.notes),
+        }
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    opset: int = DEFAULT_OPSET
+    batch: int | None = None
+    max_batch_size: int = DEFAULT_MAX_BATCH_SIZE
+    tolerance: float = DEFAULT_TOLERANCE
+    data: str | os.PathLike | None = None
+    external_data_threshold: int | None = None
+
+    def validate(self) -> None:
+        _check_opset_request(self.opset)
+        _positive(self.batch, "--batch", 1, 4096)
+        _positive(self.max_batch_size, "--max-batch-size", 1, 4096)
+        if not isinstance(self.tolerance, (int, float)) or not self.tolerance >= 0:
+            raise UsageError(f"tolerance must be a number >= 0, got {self.tolerance!r}")
+
+
+def _positive(value: Any, what: str, low: int = 1, high: int | None = None) -> None:
+    if value is None:
+        return
+    if not isinstance(value, int) or isinstance(value, bool) or value < low or (high and value > high):
+        limit = f"{low}..{high}" if high else f">= {low}"
+        raise UsageError(f"{what} must be an integer {limit}, got {value!r}")
+
+
+def _step(progress: Progress | None, text: str) -> None:
+    if progress is not None:
+        progress(text)
+
+
+# ---- the zoo model and its labels ------------------------------------------------------------
+def imagenet_labels() -> list[str]:
+    """The 1000 ImageNet-1k class names torchvision ships in its weight metadata (no download)."""
+    from torchvision.models import ResNet18_Weights
+
+    return list(ResNet18_Weights.DEFAULT.meta["categories"])
+
+
+def _labels_for(card: ModelCard, num_classes: int) -> tuple[list[str] | None, str | None]:
+    """ImageNet's class names for a 1000-class zoo model (class folders of --data win over them)."""
+    if num_classes == 1000:
+        with contextlib.suppress(Exception):
+            import torchvision
+
+            name = card.torchvision_name
+            if name:
+                return list(torchvision.models.get_model_weights(name).DEFAULT.meta["categories"]), "imagenet-1k (torchvision)"
+            return imagenet_labels(), "imagenet-1k (torchvision)"
+    return None, None
+
+
+def zoo_origin(name: str, weights: Any, num_classes: int | None, input_size: int | None, progress: Progress | None) -> Origin:
+    """A zoo network with random weights or the ``weights`` file loaded."""
+    from deploykit.zoo import get_card, get_model
+
+    card = get_card(name)
+    classes = num_classes or 1000
+    size = input_size or card.input_size
+    _step(progress, f"building {name}")
+    module = get_model(name, num_classes=classes).eval()
+    origin = Origin(module, f"pytorch:{name}", RANDOM_INIT, RANDOM_INIT, _sized(card.preprocessing, size), classes, size)
+    origin.model_card = {"family": card.family, "year": card.year, "paper": card.paper}
+    if weights is None:
+        origin.notes.append("random weights (no --weights): the export is verified, the predictions are meaningless")
+        return origin
+    from deploykit.checkpoints import load_weights
+
+    _step(progress, f"loading weights {Path(weights).name}")
+    report = load_weights(module, weights)
+    origin.weights_id, origin.weights, origin.dropped_keys = report.sha256, report.to_dict(), report.dropped_keys
+    origin.notes.extend(report.notes)
+    return origin
+
+
+def _sized(pre: Preprocessing, size: int) -> Preprocessing:
+    """The preprocessing at another input size: the crop is the size, the resize keeps its ratio."""
+    from dataclasses import replace
+
+    return replace(pre, crop=size, resize=max(int(round(size * pre.resize / pre.crop)), size))
+
+
+def _verification_images(data: str | os.PathLike | None) -> tuple[list[tuple[str, np.ndarray]], list[str] | None, str]:
+    from deploykit.data import list_images, load_rgb, sample_images
+
+    if data is None:
+        return sample_images(), None, "scikit-image sample photos"
+    items = list_images(data)
+    classes = sorted({i.class_name for i in items if i.class_name}) or None
+    # Spread the pick over the classes (items are sorted by class): every k-th file.
+    step = max(1, len(items) // VERIFY_IMAGES)
+    picked = items[::step][:VERIFY_IMAGES]
+    return [(i.name, load_rgb(i.path)) for i in picked], classes, f"{len(picked)} images from {data}"
+
+
+# ---- the job ----------------------------------------------------------------------------------
+def _verify(name: str, origin: Origin, exported: OnnxExport, images: list, options: ExportOptions, progress) -> Parity:
+    from deploykit.data import preprocess_batch
+
+    _step(progress, f"verifying with ONNX Runtime on {len(images)} images")
+    inputs = preprocess_batch([img for _, img in images], origin.preprocessing, origin.input_size)
+    batch_sizes = (1, min(VERIFY_BATCH, len(inputs))) if options.batch is None else (options.batch,)
+    names = [n for n, _ in images]
+    parity = verify_onnx(origin.module, exported.path, inputs, tuple(dict.fromkeys(batch_sizes)), options.tolerance, names)
+    if parity.constant_output:
+        origin.notes.append(
+            "PyTorch gives (nearly) the same logits for every image (random weights with untouched "
+            "BatchNorm statistics?): parity holds, but says little; export trained weights to check predictions"
+        )
+    if not parity.passed:
+        raise CheckFailedError(
+            f"ONNX Runtime disagrees with PyTorch for {name}: {'; '.join(parity.failures[:3])} "
+            f"(max abs {parity.max_abs:.3g}, max rel {parity.max_rel:.3g}, tolerance {options.tolerance:g})",
+            hint="nothing was written; the exporter or an operator changed the numbers",
+        )
+    return parity
+
+
+def _export_into(repository: Any, name: str, origin: Origin, options: ExportOptions, progress: Progress | None, start: float) -> ExportResult:
+    """Export, verify and write ``origin`` as ``<name>_onnx_fp32`` (scratch space inside the repository)."""
+    from deploykit.artifacts import now_iso, variant_name
+
+    _step(progress, "reading images")
+    images, data_classes, images_desc = _verification_images(options.data)
+    if data_classes and len(data_classes) == origin.num_classes:
+        origin.labels, origin.labels_source = data_classes, "class folders of --data"
+    created = now_iso()
+    repository.root.mkdir(parents=True, exist_ok=True)
+    # Hidden scratch on the same file system (the final move is a rename), removed whatever happens.
+    scratch = Path(tempfile.mkdtemp(prefix=f".{variant_name(name, 'onnx', 'fp32')}.export-", dir=repository.root))
+    try:
+        _step(progress, f"exporting to ONNX (opset {options.opset})")
+        size = origin.input_size
+        exported = export_onnx(
+            origin.module, (options.batch or 1, 3, size, size), scratch / "model.onnx", opset=options.opset,
+            dynamic_batch=options.batch is None, metadata=onnx_metadata(name, origin, options, created),
+            external_data_threshold=options.external_data_threshold,
+        )  # fmt: skip
+        origin.notes.extend([*exported.notes, *tensorrt_notes(exported)])
+        parity = _verify(name, origin, exported, images, options, progress)
+        config = triton_config(variant_name(name, "onnx", "fp32"), exported, options)
+        record = sidecar(origin, exported, parity, images_desc, config.max_batch_size, created)
+
+        def write_model(target: Path) -> None:
+            for file in exported.files():
+                os.replace(file, target.parent / (target.name if file == exported.path else file.name))
+            _step(progress, "writing to the model repository")
+
+        artifact = repository.write_variant(
+            name, "onnx", "fp32", write_model=write_model, config_pbtxt=config.render(), sidecar=record, parent=origin.source
+        )
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return ExportResult(
+        model=name, artifact=artifact, opset=exported.opset, bytes=exported.bytes, parity=parity,
+        dropped_keys=origin.dropped_keys, unsupported_ops=exported.unsupported_ops, seconds=time.perf_counter() - start,
+        input=exported.input, output=exported.output, num_classes=origin.num_classes, weights=origin.weights_id,
+        onnx=exported, labels=origin.labels_source, images=images_desc, notes=tuple(origin.notes),
+    )  # fmt: skip
+
+
+def run_export(name: str, make_origin: Callable[[], Origin], repo: Any, options: ExportOptions, progress: Progress | None) -> ExportResult:
+    """The repository side shared by every entry: a failed first export leaves no trace."""
+    from deploykit.repository import ModelRepository
+
+    start = time.perf_counter()
+    options.validate()
+    repository = ModelRepository(repo)
+    created_root = not repository.root.exists()
+    repository.check_writable()  # before minutes of work, not after
+    try:
+        origin = make_origin()
+        return _export_into(repository, name, origin, options, progress, start)
+    except BaseException:
+        if created_root:  # not even an empty folder
+            with contextlib.suppress(OSError):
+                repository.root.rmdir()
+        raise
+    finally:
+        origin = None
+        gc.collect()
+
+
+def export_model(
+    name: str,
+    *,
+    repo: str | os.PathLike = "models",
+    weights: str | os.PathLike | None = None,
+    opset: int = DEFAULT_OPSET,
+    batch: int | None = None,
+    input_size: int | None = None,
+    num_classes: int | None = None,
+    data: str | os.PathLike | None = None,
+    max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
+    tolerance: float = DEFAULT_TOLERANCE,
+    progress: Progress | None = None,
+    external_data_threshold: int | None = None,
+) -> ExportResult:
+    """Export zoo model ``name`` to ``<repo>/<name>_onnx_fp32/`` and verify it.
+
+    ``batch`` None exports a dynamic batch (Triton ``max_batch_size`` = ``max_batch_size``);
+    an integer fixes it (Triton ``max_batch_size: 0``, the batch in the dims). ``data`` is a
+    folder of images for verification (default: scikit-image's sample photos). Raises
+    UsageError for bad input, CheckFailedError when ONNX Runtime disagrees with PyTorch
+    beyond ``tolerance``; in every failure (KeyboardInterrupt included) the repository is
+    left as it was. ``progress(step)`` is called as each step starts.
+    """
+    from deploykit.repository import validate_name
+    from deploykit.zoo import get_card
+
+    validate_name(name)
+    card = get_card(name)
+    _positive(input_size, "--input-size", 16, 4096)
+    _positive(num_classes, "--num-classes", 1, 1_000_000)
+    options = ExportOptions(opset, batch, max_batch_size, tolerance, data, external_data_threshold)
+
+    def make_origin() -> Origin:
+        origin = zoo_origin(name, weights, num_classes, input_size, progress)
+        origin.labels, origin.labels_source = _labels_for(card, origin.num_classes)
+        return origin
+
+    return run_export(name, make_origin, repo, options, progress)
+
+
+# ---- several models (``deploykit export --all``) ---------------------------------------------
+@dataclass(frozen=True)
+class ExportFailure:
+    model: str
+    error: str
+    hint: str | None = None
+    exit_code: int = 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"model": self.model, "error": self.error, "hint": self.hint}
+
+
+@dataclass(frozen=True)
+class ExportBatch:
+    """Every model's result or failure; truthy when all succeeded."""
+
+    results: tuple[ExportResult, ...] = ()
+    failures: tuple[ExportFailure, ...] = ()
+    seconds: float = 0.0
+
+    def __bool__(self) -> bool:
+        return not self.failures
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "results": [r.to_dict() for r in self.results],
+            "failures": [f.to_dict() for f in self.failures],
+            "seconds": round(self.seconds, 3),
+        }
+
+
+def export_models(
+    names: Sequence[str],
+    *,
+    on_start: Callable[[str, int], None] | None = None,
+    on_done: Callable[[str, ExportResult | ExportFailure], None] | None = None,
+    **options: Any,
+) -> ExportBatch:
+    """Export several zoo models; one failing does not stop the others (an interrupt does).
+
+    ``options`` are :func:`export_model`'s keyword arguments. ``on_start(name, index)`` and
+    ``on_done(name, result_or_failure)`` drive a progress display.
+    """
+    start = time.perf_counter()
+    results, failures = [], []
+    for index, name in enumerate(names):
+        if on_start is not None:
+            on_start(name, index)
+        outcome: ExportResult | ExportFailure
+        try:
+            outcome = export_model(name, **options)
+            results.append(outcome)
+        except DeployKitError as exc:
+            outcome = ExportFailure(name, exc.message, exc.hint, exc.exit_code)
+            failures.append(outcome)
+        except Exception as exc:  # one model's unexpected bug must not stop the others
+            outcome = ExportFailure(name, f"{type(exc).__name__}: {_first_line(exc)}", "this is a bug: please report it")
+            failures.append(outcome)
+        if on_done is not None:
+            on_done(name, outcome)
+    return ExportBatch(tuple(results), tuple(failures), time.perf_counter() - start)
+
+
+def export_variant(repo: Any, model: str, precision: str = "fp32", **options: Any) -> ExportResult:
+    """The pipeline's maker of ``<model>_onnx_fp32`` (see ``deploykit.pipeline.STAGES``)."""
+    if precision != "fp32":
+        raise UsageError(f"export writes the fp32 variant, not {precision}", hint="use `deploykit quantize`")
+    return export_model(model, repo=repo.root, **options)

@@ -1,0 +1,136 @@
+"""What an export records: the ONNX file's metadata, the Triton config and the lineage sidecar.
+
+:class:`Origin` says where the exported network came from (a zoo model with random or loaded
+weights, ...); everything written about it is assembled here from that and the export.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from deploykit.export.exporter import OnnxExport
+    from deploykit.export.job import ExportOptions
+    from deploykit.export.verify import Parity
+    from deploykit.zoo import Preprocessing
+
+
+@dataclass
+class Origin:
+    """Where the exported network comes from, and what its sidecar says about it."""
+
+    module: nn.Module
+    source: str  # "pytorch:resnet18"
+    weights_id: str  # sha256 of the weights file, or "random-init"
+    weights: Any  # the sidecar's "weights" entry
+    preprocessing: Preprocessing
+    num_classes: int
+    input_size: int
+    notes: list[str] = field(default_factory=list)
+    dropped_keys: tuple[str, ...] = ()
+    labels: list[str] | None = None
+    labels_source: str | None = None
+    model_card: dict[str, Any] | None = None
+
+
+def onnx_metadata(name: str, origin: Origin, options: ExportOptions, created: str) -> dict[str, Any]:
+    """The ``metadata_props`` of the ONNX file: enough to know what it is without the sidecar."""
+    from deploykit import __version__
+    from deploykit.artifacts import variant_name
+
+    size = origin.input_size
+    return {
+        "model": name,
+        "variant": variant_name(name, "onnx", "fp32"),
+        "source": origin.source,
+        "precision": "fp32",
+        "opset": str(options.opset),
+        "weights_sha256": origin.weights_id,
+        "num_classes": str(origin.num_classes),
+        "input": f"input float32 [{'batch' if options.batch is None else options.batch}, 3, {size}, {size}] NCHW RGB",
+        "preprocessing": asdict(origin.preprocessing),
+        "created_at": created,
+        "producer": f"deploykit {__version__}",
+        **({"labels": origin.labels} if origin.labels else {}),
+    }
+
+
+def tensorrt_notes(exported: OnnxExport) -> list[str]:
+    trt = exported.tensorrt
+    notes = []
+    if exported.unsupported_ops:
+        notes.append(f"TensorRT {trt.tensorrt_version}'s ONNX parser does not support: " + ", ".join(exported.unsupported_ops))
+    if trt.violations:
+        notes.append(f"TensorRT {trt.tensorrt_version} restrictions broken: " + "; ".join(trt.violations[:3]))
+    if not trt.opset_supported:
+        from deploykit.onnx_checks import tensorrt_operator_list
+
+        table = tensorrt_operator_list()
+        notes.append(
+            f"opset {trt.opset} is outside the opsets {table.opset_min}-{table.opset_max} "
+            f"TensorRT {trt.tensorrt_version}'s ONNX parser documents"
+        )
+    return notes
+
+
+def triton_config(variant: str, exported: OnnxExport, options: ExportOptions) -> Any:
+    """The Triton config of the ONNX variant: a dynamic batch up to ``max_batch_size``, or the fixed one."""
+    from deploykit.triton.config import (
+        PLATFORMS,
+        TensorConfig,
+        TritonModelConfig,
+        default_preferred,
+    )
+
+    dynamic = options.batch is None
+    dims_in = exported.input.shape[1:] if dynamic else exported.input.shape
+    dims_out = exported.output.shape[1:] if dynamic else exported.output.shape
+    return TritonModelConfig(
+        name=variant,
+        platform=PLATFORMS["onnx"],
+        max_batch_size=options.max_batch_size if dynamic else 0,
+        inputs=(TensorConfig(exported.input.name, exported.input.dtype, tuple(dims_in)),),
+        outputs=(TensorConfig(exported.output.name, exported.output.dtype, tuple(dims_out)),),
+        instance_kind="KIND_CPU",
+        preferred_batch_sizes=default_preferred(options.max_batch_size) if dynamic else (),
+    )
+
+
+def _libraries() -> dict[str, str]:
+    from deploykit.artifacts import library_versions
+
+    return library_versions("torch", "torchvision", "onnx", "onnxscript", "onnxslim", "onnxruntime", "numpy")
+
+
+def sidecar(
+    origin: Origin, exported: OnnxExport, parity: Parity, images: str, max_batch_size: int, created: str) -> dict[str, Any]:
+    dynamic = exported.dynamic_batch
+    return {
+        "source": origin.source,
+        "lineage": [],
+        "weights_sha256": origin.weights_id,
+        "weights": origin.weights,
+        "num_classes": origin.num_classes,
+        "input": {**asdict(exported.input), "layout": "NCHW", "color": "RGB", "dynamic_batch": dynamic},
+        "output": asdict(exported.output),
+        "preprocessing": asdict(origin.preprocessing),
+        "labels": origin.labels,
+        "labels_source": origin.labels_source,
+        "opset": exported.opset,
+        "exporter": dict(exported.exporter),
+        "libraries": _libraries(),
+        "parity": {**parity.to_dict(), "runtime": "onnxruntime (CPUExecutionProvider)", "images_from": images},
+        "unsupported_tensorrt_ops": list(exported.unsupported_ops),
+        "tensorrt_preflight": exported.tensorrt.to_dict(),
+        "operators": dict(exported.operators),
+        "external_data": exported.external_data.name if exported.external_data else None,
+        "max_batch_size": max_batch_size,
+        "model_card": origin.model_card,
+        "dropped_keys": list(origin.dropped_keys),
+        "onnx_created_at": created,
+    }
+
+

@@ -1,0 +1,32 @@
+"""Parity verdicts written into each checked variant's sidecar, one per backend, reference and data set."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from deploykit.artifacts import SIDECAR, Artifact
+
+# The sidecar's "parity" section holds the export-time check (ONNX vs PyTorch on the sample
+# photos); `deploykit parity` keeps its verdicts beside it, one per backend, reference and
+# data set.
+PARITY_SECTION = "parity_checks"
+
+
+def sidecar_key(backend: str, weights_sha: str | None, data_sha: str) -> str:
+    weights = weights_sha[:12] if weights_sha else "module"
+    return f"{backend} vs torch-fp32 weights:{weights} data:{data_sha[:12]}"
+
+
+def record(artifact: Artifact, key: str, entry: dict[str, Any]) -> None:
+    """Add ``entry`` under ``parity_checks[key]`` in the variant's sidecar (atomic rewrite)."""
+    from deploykit.fileio import atomic_write_json
+
+    path = artifact.directory / SIDECAR
+    data = json.loads(path.read_text())
+    section = data.get(PARITY_SECTION)
+    if not isinstance(section, dict):
+        section = {}
+    section[key] = entry
+    data[PARITY_SECTION] = section
+    atomic_write_json(path, data)
