@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from deploykit.zoo import Preprocessing
+    from deploykit.preprocessing import Preprocessing
 
 SIDECAR = "deploykit.json"
 SIDECAR_SCHEMA = 1
@@ -94,9 +94,10 @@ class Artifact:
         size = section.get("size")
         return size if isinstance(size, int) else None
 
-    def preprocessing(self) -> Preprocessing:
-        """The preprocessing the sidecar records, else the model card's."""
-        from deploykit.zoo import Preprocessing, get_card
+    @property
+    def preprocessing(self) -> Preprocessing | None:
+        """The preprocessing the sidecar records (None when it records none, or an unreadable one)."""
+        from deploykit.preprocessing import Preprocessing
 
         pre = self.meta.get("preprocessing")
         if isinstance(pre, Mapping):
@@ -104,7 +105,7 @@ class Artifact:
             values = {k: tuple(v) if isinstance(v, list) else v for k, v in pre.items() if k in known}
             with contextlib.suppress(TypeError):
                 return Preprocessing(**values)
-        return get_card(self.model).preprocessing
+        return None
 
     def lineage(self) -> list[str]:
         """Ancestry, oldest first, ending with this variant (``meta["lineage"]`` holds the ancestors)."""

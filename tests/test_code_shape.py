@@ -27,14 +27,7 @@ MAX_LINES = 60
 MIN_SIMILAR = 6
 
 # "path::function" (methods "path::Class.method", nested "path::outer.inner") over MAX_LINES.
-ALLOWLIST = {
-    "deploykit/commands/export.py::command",
-    "deploykit/commands/parity.py::command",
-    "deploykit/commands/parity.py::render_table",
-    "deploykit/export.py::export_onnx",
-    "deploykit/export.py::_export_into",
-    "deploykit/parity.py::check",
-}
+ALLOWLIST: set[str] = set()
 
 # Repeated blocks allowed for now: "module + module" (sorted) -> how many such blocks.
 DUPLICATE_BASELINE: dict[str, int] = {}

@@ -118,7 +118,10 @@ def _open_runners(stack: contextlib.ExitStack, runnable: list[_Planned]) -> tupl
 
 
 def _preprocessing(artifact: Artifact, size: int, resize: int | None) -> Preprocessing:
-    pre = artifact.preprocessing()
+    if (pre := artifact.preprocessing) is None:
+        from deploykit.zoo import get_card
+
+        pre = get_card(artifact.model).preprocessing
     pre = replace(pre, crop=size, resize=resize or (pre.resize if pre.crop == size else round(size * pre.resize / pre.crop)))
     if pre.resize < pre.crop:
         raise UsageError(f"--resize {pre.resize} is smaller than the input size {pre.crop}")
