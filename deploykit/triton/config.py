@@ -153,10 +153,5 @@ def read_config(path: str | Path) -> Any:
     return parse_config(Path(path).read_text(encoding="utf-8", errors="replace"))
 
 
-def tensors(config: Any, section: str) -> list[Any]:
-    """``config.input`` or ``config.output``."""
-    return list(getattr(config, section))
-
-
 def instance_kind_name(kind: int) -> str:
     return model_config_pb2().ModelInstanceGroup.Kind.Name(kind)
