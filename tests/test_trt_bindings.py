@@ -217,6 +217,12 @@ def test_logger_and_profiler_receive_calls_through_the_trampolines(probe):
         assert entry["received"] == entry["sent"], entry
 
 
+def test_cuda_major_read_from_the_installed_bindings(bindings, probe):
+    # tensorrt-cu12-bindings / tensorrt-cu13-bindings: the distribution names the CUDA major
+    expected = int(bindings.release.distribution.split("-cu", 1)[1].split("-")[0])
+    assert probe["cuda_major"] == expected
+
+
 def test_one_process_logger_on_the_real_trampoline(probe):
     assert probe["logger"] == {"same": True, "errors": ["inside"], "warnings": ["inside-warning"]}
 

@@ -19,7 +19,7 @@ import trt_api
 from deploykit.errors import DeployKitError
 from deploykit.runtimes.tensorrt_runner import engine_math
 from deploykit.tensorrt.build import _trt_timing_cache
-from deploykit.tensorrt.loading import Messages
+from deploykit.tensorrt.loading import Messages, check_cuda_majors, tensorrt_cuda_major
 from deploykit.tensorrt.profiles import build_settings
 
 THIS_RELEASE = b"cache written by this TensorRT release"
@@ -142,3 +142,40 @@ def test_one_logger_class_and_no_other_logger_is_made():
                 made.append(f"{module.relative}:{node.lineno}")
     assert len(subclasses) == 1, subclasses
     assert made == [], made
+
+
+# ---- one CUDA major for TensorRT and torch ---------------------------------------------------
+
+
+@pytest.mark.parametrize("trt_major, torch_cuda", [(12, "12.8"), (13, "13.0"), (None, "12.4"), (12, None)])
+def test_matching_or_unknown_cuda_majors_pass(trt_major, torch_cuda):
+    check_cuda_majors(trt_major, torch_cuda)
+
+
+def test_mismatched_cuda_majors_say_which_extra_to_install():
+    with pytest.raises(DeployKitError, match="built for CUDA 12 .* but torch for CUDA 13.0") as info:
+        check_cuda_majors(12, "13.0")
+    assert "'deploykit[gpu-cu13]'" in info.value.hint and "tensorrt-cu12" in info.value.hint
+
+
+def test_no_tensorrt_installed_here_means_no_cuda_major():
+    assert tensorrt_cuda_major() is None
+
+
+def test_extras_per_cuda_major():
+    import re
+    from pathlib import Path
+
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+
+    extras = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"
+    ]
+    for major, ort in ((12, "onnxruntime-gpu>=1.19,<1.27"), (13, "onnxruntime-gpu>=1.27")):
+        names = extras[f"gpu-cu{major}"]
+        assert any(re.match(rf"tensorrt-cu{major}>=10", n) for n in names), names
+        assert ort in names, names
+    assert extras["gpu"] == ["deploykit[gpu-cu12]"]
+    # nowhere a bare `tensorrt` requirement, which resolves to the CUDA 13 metapackage
+    every = [n for names in extras.values() for n in names]
+    assert not [n for n in every if re.match(r"tensorrt\b(?!-cu)", n)], every

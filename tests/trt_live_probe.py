@@ -14,6 +14,8 @@ JSON object:
 ``logger``
     deploykit's process-wide logger: the same instance each time, and a ``collecting`` block
     receives what TensorRT logs through it while the block runs (and nothing after).
+``cuda_major``
+    the CUDA major deploykit reads from the installed binding wheel's distribution.
 ``native``
     deploykit's loader, then its first native calls (Builder, then Runtime creation), each under
     the CLI's own error handling (``deploykit.cli.LazyGroup``): the exit code and what a user
@@ -168,6 +170,7 @@ def main() -> None:
                 "factories": probe_subclasses(trt),
                 "native": {what: probe_native(what) for what in ("builder", "runtime")},
                 "logger": probe_logger(trt),
+                "cuda_major": _named("tensorrt_cuda_major")(),
             }
         )
     )

@@ -25,8 +25,10 @@ from deploykit.errors import DeployKitError, MissingDependencyError
 MIN_TENSORRT = (10, 1)
 
 TENSORRT_INSTALL_HINT = (
-    "on an x86_64 Linux host with an NVIDIA GPU and CUDA: pip install 'deploykit[gpu]' "
-    "(or pip install tensorrt); or build and run the docker/Dockerfile.trt image "
+    "on an x86_64 Linux host with an NVIDIA GPU: pip install 'deploykit[gpu-cu12]' or "
+    "'deploykit[gpu-cu13]', the CUDA major your torch was built for (torch.version.cuda; "
+    "pip install 'deploykit[gpu]' is gpu-cu12), or pip install tensorrt-cu12 / tensorrt-cu13 "
+    "(plain 'tensorrt' means CUDA 13 from 11.x on); or build and run the docker/Dockerfile.trt image "
     "(docs/tensorrt.md); on Jetson, TensorRT comes with JetPack 6.1+ "
     "(apt install nvidia-jetpack, which provides python3-libnvinfer)"
 )
@@ -141,6 +143,7 @@ def require_cuda(device: int = 0) -> None:
         )
     import torch
 
+    check_cuda_majors(tensorrt_cuda_major(), torch.version.cuda)
     if not torch.cuda.is_available():
         raise DeployKitError(
             "no CUDA GPU is visible: TensorRT builds and runs engines on an NVIDIA GPU",
@@ -148,6 +151,37 @@ def require_cuda(device: int = 0) -> None:
         )
     if not 0 <= device < torch.cuda.device_count():
         raise DeployKitError(f"CUDA device {device} does not exist (this machine has {torch.cuda.device_count()})")
+
+
+# The PyPI distributions of TensorRT name their CUDA major: tensorrt-cu12, tensorrt_cu13_bindings...
+_CUDA_DISTRIBUTION = re.compile(r"^tensorrt[-_]cu(\d+)(?:[-_](?:bindings|libs))?$", re.IGNORECASE)
+
+
+def tensorrt_cuda_major() -> int | None:
+    """The CUDA major of the installed TensorRT bindings, from the distribution that owns them.
+
+    None where that is not known: TensorRT from JetPack or a container (no ``-cuXX``
+    distribution), or wheels of two CUDA majors installed over each other.
+    """
+    from importlib.metadata import packages_distributions
+
+    owners = packages_distributions().get("tensorrt_bindings", [])
+    majors = {int(m.group(1)) for name in owners if (m := _CUDA_DISTRIBUTION.match(name))}
+    return majors.pop() if len(majors) == 1 else None
+
+
+def check_cuda_majors(tensorrt_major: int | None, torch_cuda: str | None) -> None:
+    """TensorRT and torch load into one process: their CUDA majors must agree (unknown passes)."""
+    if tensorrt_major is None or not torch_cuda:
+        return
+    torch_major = int(str(torch_cuda).split(".")[0])
+    if torch_major != tensorrt_major:
+        raise DeployKitError(
+            f"TensorRT here is built for CUDA {tensorrt_major} (tensorrt-cu{tensorrt_major}) but torch for "
+            f"CUDA {torch_cuda}: both load into one process and need the same CUDA major",
+            hint=f"pip uninstall the tensorrt-cu{tensorrt_major} packages and pip install "
+            f"'deploykit[gpu-cu{torch_major}]', or install a torch built for CUDA {tensorrt_major}",
+        )
 
 
 class Messages:
