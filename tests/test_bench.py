@@ -23,7 +23,7 @@ from deploykit import bench, machine
 from deploykit._deps import is_available
 from deploykit.bench import BenchConfig, BenchRun
 from deploykit.cli import cli
-from deploykit.errors import UsageError
+from deploykit.errors import DeployKitError, UsageError
 from deploykit.runtimes import BACKENDS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -599,3 +599,26 @@ def test_gpu_fields_render_and_round_trip():
     assert "| 102/50/5 |" in md and "| 0.500/0.010 |" in md
     row = next(csv.DictReader(io.StringIO(bench.to_csv(run))))
     assert row["gpu_weights_bytes"] == "102000000" and float(row["end_to_end_ms"]) == 2.6
+
+
+def test_an_engine_too_small_for_the_batch_is_not_reused(tmp_path):
+    """A TensorRT engine built for batches up to 32 cannot run --batch 64: bench says so (with
+    --no-build) instead of failing inside the runner; with build on it rebuilds for the run."""
+    from deploykit.bench.prepare import ensure_artifact, stage_options
+    from deploykit.repository import ModelRepository
+
+    ModelRepository(tmp_path).write_variant(
+        "resnet18", "trt", "fp16", write_model=lambda p: p.write_bytes(b"plan"), config_pbtxt="",
+        sidecar={"profile": {"batch": {"min": 1, "opt": 8, "max": 32}}},
+    )
+    config = BenchConfig(model="resnet18", backend="tensorrt", precision="fp16", device="cuda:1", batch=64,
+                         repo=str(tmp_path), build=False)
+    with pytest.raises(DeployKitError, match="accepts batches up to 32, not 64") as info:
+        ensure_artifact(config, None)
+    assert "--max-batch 64" in info.value.hint
+    small = BenchConfig(model="resnet18", backend="tensorrt", precision="fp16", device="cuda:1", batch=16,
+                        repo=str(tmp_path), build=False)
+    assert ensure_artifact(small, None).variant == "resnet18_trt_fp16"
+    options = stage_options(config, 160)
+    assert options[("trt", "fp16")] == {"opt_batch": 8, "max_batch": 64, "device": 1}
+    assert options[("onnx", "fp32")] == {"input_size": 160, "num_classes": 1000}

@@ -45,10 +45,15 @@ def artifact_input_size(artifact: Any) -> int | None:
     return None
 
 
+def _device_index(device: str) -> int:
+    return int(device.split(":")[1]) if ":" in device else 0
+
+
 def stage_options(config: BenchConfig, input_size: int | None) -> dict[tuple[str, str], dict[str, Any]]:
-    """Maker options for the stages bench may run: export size and classes, engine batch profile."""
+    """Maker options for the stages bench may run: export size and classes; an engine built for
+    the run's batch (profile up to max(32, batch)) on the run's GPU."""
     max_batch = max(MIN_ENGINE_MAX_BATCH, config.batch)
-    engine = {"opt_batch": min(8, max_batch), "max_batch": max_batch}
+    engine = {"opt_batch": min(8, max_batch), "max_batch": max_batch, "device": _device_index(config.device)}
     options: dict[tuple[str, str], dict[str, Any]] = {
         ("onnx", "fp32"): {"input_size": input_size, "num_classes": config.num_classes},
     }
@@ -57,8 +62,36 @@ def stage_options(config: BenchConfig, input_size: int | None) -> dict[tuple[str
     return options
 
 
+def engine_max_batch(artifact: Any) -> int | None:
+    """The largest batch a TensorRT engine's recorded profile accepts, if its sidecar says."""
+    batch = ((getattr(artifact, "meta", None) or {}).get("profile") or {}).get("batch") or {}
+    return batch.get("max") if isinstance(batch.get("max"), int) else None
+
+
+def _rebuild_engine(repo: Any, config: BenchConfig, input_size: int | None, found: Any) -> Any:
+    """An engine whose profile stops below the run's batch: rebuilt for it, or an error (--no-build)."""
+    import importlib
+
+    from deploykit.pipeline import stage
+
+    limit = engine_max_batch(found)
+    if limit is None or limit >= config.batch:
+        return found
+    st = stage("trt", config.precision)
+    if not config.build:
+        raise DeployKitError(
+            f"{found.variant} accepts batches up to {limit}, not {config.batch}",
+            hint=f"rebuild it with `{st.command_for(config.model)} --max-batch {config.batch}`, or drop --no-build",
+        )
+    module, function = st.make.split(":")
+    options = stage_options(config, input_size)[("trt", config.precision)]
+    getattr(importlib.import_module(module), function)(repo, config.model, config.precision, **options)
+    return repo.get(config.model, "trt", config.precision)
+
+
 def ensure_artifact(config: BenchConfig, input_size: int | None) -> Any:
-    """The repository artifact a backend runs, made with its missing parents unless ``build`` is off.
+    """The repository artifact a backend runs, made with its missing parents unless ``build`` is off;
+    a TensorRT engine whose batch profile is too small for the run is rebuilt.
 
     Raises DeployKitError (missing with --no-build, or making it failed).
     """
@@ -69,11 +102,12 @@ def ensure_artifact(config: BenchConfig, input_size: int | None) -> Any:
     fmt = get_backend(config.backend).format
     repo = ModelRepository(config.repo)
     if not config.build:
-        return repo.get(config.model, fmt, config.precision)  # raises, naming the command
-    artifact, _ = ensure_variant(
-        repo, config.model, fmt, config.precision, options=stage_options(config, input_size)
-    )
-    return artifact
+        artifact = repo.get(config.model, fmt, config.precision)  # raises, naming the command
+    else:
+        artifact, _ = ensure_variant(
+            repo, config.model, fmt, config.precision, options=stage_options(config, input_size)
+        )
+    return _rebuild_engine(repo, config, input_size, artifact) if fmt == "trt" else artifact
 
 
 def _skipped_reason(config: BenchConfig) -> str | None:
