@@ -12,8 +12,9 @@ Three sources of measurements:
    the row carries the ceilings measured beside it (``ceilings``), which are then used. A VM's
    ceilings vary run to run, and a recorded run may even come from another host of the same
    name: the machines are written side by side so a reader can tell.
-2. **Live**: torch eager FP32 on this CPU, measured now beside the ceilings in this process,
-   at 1 thread and all cores (the same conditions on both sides of the ratio).
+2. **Live**: FP32 on this CPU with torch eager, ONNX Runtime and OpenVINO (the last two on the
+   model exported to ONNX, through deploykit's runners), measured now beside the ceilings in
+   this process, at 1 thread and all cores (the same conditions on both sides of the ratio).
 3. **Published**: MLPerf Inference v3.1 closed-division ResNet-50 Offline results (INT8,
    TensorRT) for H100 SXM, L4 and Jetson AGX Orin 64GB, each with its source file. Offline
    runs large batches: the bound is taken at batch 1024, where weight traffic is negligible.
@@ -113,39 +114,72 @@ def check_recorded() -> list[dict]:
     return checks
 
 
-def _torch_ips(model_name: str, batch: int, threads: int, seconds: float = 3.0) -> float:
-    import torch
-
-    from deploykit.zoo import get_model
-
-    torch.set_num_threads(threads)
-    model = get_model(model_name).eval()
-    x = torch.randn(batch, 3, 224, 224)
+def _best_ips(run, batch: int, seconds: float = 3.0) -> float:
+    """Images/s of the fastest of the calls made in about ``seconds`` (after one warm-up)."""
+    run()
     best, deadline = float("inf"), time.perf_counter() + seconds
-    with torch.inference_mode():
-        model(x)
-        while time.perf_counter() < deadline or best == float("inf"):
-            start = time.perf_counter()
-            model(x)
-            best = min(best, time.perf_counter() - start)
+    while time.perf_counter() < deadline or best == float("inf"):
+        start = time.perf_counter()
+        run()
+        best = min(best, time.perf_counter() - start)
     return batch / best
 
 
+def _live_runs(model_name: str, onnx_dir: Path):
+    """(backend, make(threads, batch) -> a callable that runs one batch) for torch eager and,
+    when installed, ONNX Runtime and OpenVINO on the model exported to ONNX (FP32)."""
+    import numpy as np
+    import torch
+
+    from deploykit._deps import is_available
+    from deploykit.zoo import get_model
+
+    module = get_model(model_name).eval()
+
+    def torch_run(threads, batch):
+        torch.set_num_threads(threads)
+        x = torch.randn(batch, 3, 224, 224)
+        return lambda: torch.inference_mode()(module)(x)
+
+    runs = [("torch", torch_run)]
+    backends = [b for b in ("onnxruntime", "openvino") if is_available(b)]
+    if backends:
+        from deploykit.export import export_onnx
+        from deploykit.runtimes import get_runner
+
+        path = onnx_dir / f"{model_name}.onnx"
+        export_onnx(module, (1, 3, 224, 224), path)
+        for backend in backends:
+            def runner_run(threads, batch, backend=backend):
+                runner = get_runner(backend, path, threads=threads).activate()
+                x = np.random.default_rng(0).standard_normal((batch, 3, 224, 224), dtype=np.float32)
+                return lambda: runner.infer(x)
+
+            runs.append((backend, runner_run))
+    return runs
+
+
 def check_live(threads_list: list[int]) -> list[dict]:
+    """Each live backend on this CPU, at each thread count, beside ceilings measured here."""
+    import tempfile
+
     from deploykit.estimate.check import check_throughput
     from deploykit.estimate.devices import get_device
 
     checks = []
-    for threads in threads_list:
-        spec = get_device("cpu", "fp32", threads=threads)
+    with tempfile.TemporaryDirectory() as tmp:
         for model in LIVE_MODELS:
-            for batch in LIVE_BATCHES:
-                ips = _torch_ips(model, batch, threads)
-                check = check_throughput(f"torch eager fp32 threads={threads}", model, spec,
-                                         batch, ips, "measured now (best of ~3 s)")
-                checks.append({**check.to_dict(), "kind": "live", "backend": "torch", "comparable": True,
-                               "threads": threads, "peak_gflops": spec.peak_gflops,
-                               "bandwidth_gbps": spec.bandwidth_gbps})
+            for backend, make in _live_runs(model, Path(tmp)):
+                for threads in threads_list:
+                    spec = get_device("cpu", "fp32", threads=threads)
+                    for batch in LIVE_BATCHES:
+                        ips = _best_ips(make(threads, batch), batch)
+                        check = check_throughput(f"{backend} fp32 threads={threads}", model, spec,
+                                                 batch, ips, "measured now (best of ~3 s)")
+                        checks.append({**check.to_dict(), "kind": "live", "backend": backend,
+                                       "comparable": True, "threads": threads,
+                                       "peak_gflops": spec.peak_gflops,
+                                       "bandwidth_gbps": spec.bandwidth_gbps})
     return checks
 
 
