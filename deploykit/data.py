@@ -130,12 +130,25 @@ def _is_image(path: Path) -> bool:
     return path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
 
 
-def _images_under(folder: Path) -> list[Path]:
+def _images_under(folder: Path, seen: set[str]) -> list[Path]:
+    """Images under ``folder``, following symlinks but visiting each real folder and file once.
+
+    ``seen`` holds the real paths already visited (shared across class folders), so a
+    symlink loop or two links to one folder neither repeats images nor walks forever.
+    """
     out = []
     for root, dirs, files in os.walk(folder, followlinks=True):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        out.extend(p for p in (Path(root) / f for f in sorted(files)) if _is_image(p))
+        dirs[:] = [d for d in sorted(dirs) if not d.startswith(".") and _first_visit(Path(root) / d, seen)]
+        out.extend(p for p in (Path(root) / f for f in sorted(files)) if _is_image(p) and _first_visit(p, seen))
     return out
+
+
+def _first_visit(path: Path, seen: set[str]) -> bool:
+    real = os.path.realpath(path)
+    if real in seen:
+        return False
+    seen.add(real)
+    return True
 
 
 def list_images(folder: str | os.PathLike) -> list[ImageItem]:
@@ -153,9 +166,10 @@ def list_images(folder: str | os.PathLike) -> list[ImageItem]:
         raise UsageError(f"image folder {folder} does not exist")
     if not folder.is_dir():
         raise UsageError(f"{folder} is not a folder", hint="pass a folder of images (or of class subfolders)")
-    loose = sorted(p for p in folder.iterdir() if _is_image(p))
+    seen = {os.path.realpath(folder)}
+    loose = [p for p in sorted(folder.iterdir()) if _is_image(p) and _first_visit(p, seen)]
     classes = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
-    per_class = [(c, _images_under(c)) for c in classes]
+    per_class = [(c, _images_under(c, seen) if _first_visit(c, seen) else []) for c in classes]
     per_class = [(c, files) for c, files in per_class if files]
     if per_class and loose:
         raise UsageError(

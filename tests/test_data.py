@@ -130,6 +130,36 @@ def test_list_images_bad_folders(tmp_path):
         list_images(tmp_path)
 
 
+def _list_within(folder, seconds=30):
+    """list_images in a thread, so a walk that never ends fails the test instead of hanging it."""
+    import threading
+
+    found = {}
+    worker = threading.Thread(target=lambda: found.setdefault("items", list_images(folder)), daemon=True)
+    worker.start()
+    worker.join(seconds)
+    assert not worker.is_alive(), f"list_images({folder}) did not finish in {seconds} s"
+    return found["items"]
+
+
+def test_list_images_visits_each_real_path_once_through_symlink_loops(tmp_path):
+    data = tmp_path / "data"
+    _save(data / "cat" / "a.png", _rng_image(8, 8))
+    _save(data / "cat" / "sub" / "b.png", _rng_image(8, 8))
+    (data / "cat" / "sub" / "loop").symlink_to(data / "cat")  # one loop: 2 images became 902
+    assert [i.name for i in _list_within(data)] == ["cat/a.png", "cat/b.png"]
+    (data / "cat" / "back").symlink_to(data / "cat" / "sub")  # two loops: hung
+    (data / "cat" / "twin.png").symlink_to(data / "cat" / "a.png")  # a second name for one file
+    assert [i.name for i in _list_within(data)] == ["cat/a.png", "cat/b.png"]
+    (data / "dog").symlink_to(data / "cat")  # a class folder that is another class
+    assert [i.class_name for i in _list_within(data)] == ["cat", "cat"]
+    flat = tmp_path / "flat"
+    _save(flat / "x.png", _rng_image(8, 8))
+    (flat / "y.png").symlink_to(flat / "x.png")
+    (flat / "self").symlink_to(flat)
+    assert [i.name for i in _list_within(flat)] == ["x.png"]
+
+
 def test_iter_batches_streams_files_lazily_with_labels(tmp_path):
     for k in range(5):
         _save(tmp_path / f"c{k % 2}" / f"{k}.png", _rng_image(20, 30, seed=k))
