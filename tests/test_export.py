@@ -466,6 +466,26 @@ def test_opset_outside_what_onnx_knows(repo):
     _assert_refused(_run("export", "resnet18", "--opset", "99", "--repo", str(repo)), 2, "opset 99", repo=repo)
 
 
+def test_opset_below_what_tensorrt_reads_is_refused_before_the_model_is_built(tmp_path):
+    from deploykit.zoo import _registry, list_models
+
+    list_models()
+    built = []
+
+    def dktest_counted(num_classes: int = 1000):
+        built.append(num_classes)
+        return TinyNet(num_classes)
+
+    register_model(family="test", year=2024, paper="test", input_size=32, preprocessing=Preprocessing(36, 32))(dktest_counted)
+    try:
+        repo = tmp_path / "models"
+        result = _run("export", "dktest_counted", "--opset", "5", "--repo", str(repo))
+        _assert_refused(result, 2, "opset 5 is below 9", "use an opset from 18", repo=repo)
+        assert built == [] and not repo.exists()  # refused before the network was built or exported
+    finally:
+        _registry._BUILDERS.pop("dktest_counted", None)
+
+
 def test_repository_that_is_not_writable(tmp_path):
     blocker = tmp_path / "a_file"
     blocker.write_text("")

@@ -122,13 +122,23 @@ def _quiet_exporter() -> Iterator[list[str]]:
 
 
 def _check_opset_request(opset: int) -> None:
+    """Refuse, before any export, an opset onnx does not know or no deployment target reads."""
     import onnx
 
+    from deploykit.onnx_checks import tensorrt_operator_list
+
     newest = onnx.defs.onnx_opset_version()
+    hint = f"use an opset from {DEFAULT_OPSET} to {newest} (default {DEFAULT_OPSET})"
     if not isinstance(opset, int) or isinstance(opset, bool) or not 1 <= opset <= newest:
+        raise UsageError(f"opset {opset!r} is not an ONNX opset this onnx ({onnx.__version__}) knows", hint=hint)
+    # The exporter writes opset 18 and converts down as far as onnx's version converter manages;
+    # below TensorRT's oldest parsed opset the result could not be deployed anyway.
+    table = tensorrt_operator_list()
+    if opset < table.opset_min:
         raise UsageError(
-            f"opset {opset!r} is not an ONNX opset this onnx ({onnx.__version__}) knows",
-            hint=f"use an opset from {DEFAULT_OPSET} to {newest} (default {DEFAULT_OPSET})",
+            f"opset {opset} is below {table.opset_min}, the oldest opset TensorRT's ONNX parser reads "
+            f"(TensorRT {table.tensorrt_version}: opsets {table.opset_min}-{table.opset_max})",
+            hint=hint,
         )
 
 
