@@ -47,13 +47,47 @@ class LazyGroup(click.Group):
             formatter.write_dl([(name, text) for name, (_, text) in COMMANDS.items()])
 
     def invoke(self, ctx: click.Context):
+        # The subcommand's raw arguments, read before click consumes them: an error is also
+        # printed as JSON on stdout when they ask for --format json.
+        raw = [*getattr(ctx, "_protected_args", ()), *ctx.args]
         try:
             return super().invoke(ctx)
         except DeployKitError as exc:
-            click.echo(f"error: {exc.message}", err=True)
-            if exc.hint:
-                click.echo(f"hint: {exc.hint}", err=True)
+            report_error(raw, exc.message, exc.hint, exc.exit_code)
             ctx.exit(exc.exit_code)
+        except click.ClickException as exc:  # click's own usage errors; click prints them
+            if wants_json(raw):
+                echo_error_json(exc.format_message(), "see --help", exc.exit_code)
+            raise
+        except KeyboardInterrupt:
+            report_error(raw, "interrupted", None, INTERRUPTED)
+            ctx.exit(INTERRUPTED)
+
+
+INTERRUPTED = 130  # 128 + SIGINT: the shell's code for a run stopped by Ctrl+C
+
+
+def wants_json(args: list[str]) -> bool:
+    """True when the command line asks for ``--format json``."""
+    return "--format=json" in args or any(
+        a == "--format" and b == "json" for a, b in zip(args, args[1:], strict=False)
+    )
+
+
+def echo_error_json(message: str, hint: str | None, exit_code: int) -> None:
+    import json
+
+    click.echo(json.dumps({"error": message, "hint": hint, "exit_code": exit_code}))
+
+
+def report_error(args: list[str], message: str, hint: str | None, exit_code: int) -> None:
+    """One ``error:`` line (and a ``hint:``) on stderr; with --format json also a JSON object
+    on stdout, so scripts need not parse text."""
+    click.echo(f"error: {message}", err=True)
+    if hint:
+        click.echo(f"hint: {hint}", err=True)
+    if wants_json(args):
+        echo_error_json(message, hint, exit_code)
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
