@@ -103,7 +103,15 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], s
             f"{path} holds a {type(obj).__name__}, not a state dict",
             hint="save the weights with torch.save(model.state_dict(), path)",
         )
-    return {str(k): v for k, v in obj.items() if isinstance(v, torch.Tensor)}, container
+    state = {str(k): v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+    # NaN/inf weights are bad input, not a failed check: every output would be garbage.
+    bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise UsageError(
+            f"{path}: the weights contain NaN/inf ({_few(bad)})",
+            hint="the training diverged or the file is damaged: save weights from a healthy run",
+        )
+    return state, container
 
 
 def _is_state_dict(obj: Mapping) -> bool:

@@ -7,7 +7,10 @@ Subcommands live in ``deploykit/commands/<name>.py`` and are imported only when 
 from __future__ import annotations
 
 import importlib
+import signal
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import click
 
@@ -50,18 +53,62 @@ class LazyGroup(click.Group):
         # The subcommand's raw arguments, read before click consumes them: an error is also
         # printed as JSON on stdout when they ask for --format json.
         raw = [*getattr(ctx, "_protected_args", ()), *ctx.args]
-        try:
-            return super().invoke(ctx)
-        except DeployKitError as exc:
-            report_error(raw, exc.message, exc.hint, exc.exit_code)
-            ctx.exit(exc.exit_code)
-        except click.ClickException as exc:  # click's own usage errors; click prints them
-            if wants_json(raw):
-                echo_error_json(exc.format_message(), "see --help", exc.exit_code)
-            raise
-        except KeyboardInterrupt:
-            report_error(raw, "interrupted", None, INTERRUPTED)
-            ctx.exit(INTERRUPTED)
+        with _sigint_recorded() as interrupted:
+            try:
+                result = super().invoke(ctx)
+            except DeployKitError as exc:
+                if interrupted:
+                    _exit_interrupted(ctx, raw)
+                report_error(raw, exc.message, exc.hint, exc.exit_code)
+                ctx.exit(exc.exit_code)
+            except click.ClickException as exc:  # click's own usage errors; click prints them
+                if interrupted:
+                    _exit_interrupted(ctx, raw)
+                if wants_json(raw):
+                    echo_error_json(exc.format_message(), "see --help", exc.exit_code)
+                raise
+            except BaseException as exc:
+                if _exit_code(exc) == INTERRUPTED:
+                    raise  # the command handled Ctrl+C itself (serve stops on it)
+                # Ctrl+C, or whatever a library made of a KeyboardInterrupt it swallowed.
+                if interrupted or isinstance(exc, KeyboardInterrupt):
+                    _exit_interrupted(ctx, raw)
+                raise
+        if interrupted:  # a library swallowed the KeyboardInterrupt and carried on
+            _exit_interrupted(ctx, raw)
+        return result
+
+
+def _exit_code(exc: BaseException) -> int | None:
+    if isinstance(exc, SystemExit):
+        return exc.code if isinstance(exc.code, int) else None
+    return getattr(exc, "exit_code", None) if isinstance(exc, click.exceptions.Exit) else None
+
+
+def _exit_interrupted(ctx: click.Context, raw: list[str]) -> None:
+    report_error(raw, "interrupted", None, INTERRUPTED)
+    ctx.exit(INTERRUPTED)
+
+
+@contextmanager
+def _sigint_recorded() -> Iterator[list[int]]:
+    """Record Ctrl+C (and still raise KeyboardInterrupt): some libraries swallow the exception
+    with a bare ``except:`` while importing, and the run must end with 130 all the same."""
+    seen: list[int] = []
+
+    def on_sigint(signum, frame):
+        seen.append(signum)
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGINT, on_sigint)
+    except ValueError:  # not the main thread: leave the handler alone
+        yield seen
+        return
+    try:
+        yield seen
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 INTERRUPTED = 130  # 128 + SIGINT: the shell's code for a run stopped by Ctrl+C

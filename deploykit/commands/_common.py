@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import click
@@ -62,3 +66,17 @@ def console(stderr: bool = False):
     from rich.console import Console
 
     return Console(stderr=stderr, soft_wrap=False)
+
+
+@contextmanager
+def remove_if_left_empty(folder: str | os.PathLike) -> Iterator[None]:
+    """On failure, remove ``folder`` again when this block created it and left it empty, so a
+    failed command does not leave an empty output folder behind."""
+    path = Path(folder)
+    existed = path.exists()
+    try:
+        yield
+    except BaseException:
+        if not existed and path.is_dir() and not any(path.iterdir()):
+            path.rmdir()
+        raise

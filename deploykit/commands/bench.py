@@ -63,7 +63,7 @@ def command(names, backends, precisions, batches, no_build, no_isolate, fmt, out
     windows of calls until two consecutive windows agree within --tolerance or --max-seconds
     is hit. Missing ONNX variants are exported / quantized first unless --no-build.
     Combinations that do not apply (torch int8) are skipped; the exit code is 1 when any
-    configuration failed.
+    configuration failed or when every one was skipped (nothing measured).
 
     \b
     Example:
@@ -72,6 +72,10 @@ def command(names, backends, precisions, batches, no_build, no_isolate, fmt, out
     """
     from deploykit import bench
 
+    if settings.get("weights"):
+        from deploykit.checkpoints import read_checkpoint
+
+        read_checkpoint(settings["weights"])  # a refused checkpoint is bad input: exit 2, before any work
     configs = bench.plan_matrix(
         names,
         split_list(backends, BACKEND_CHOICES, "backend"),
@@ -93,3 +97,7 @@ def command(names, backends, precisions, batches, no_build, no_isolate, fmt, out
             err=True,
         )
         sys.exit(run.exit_code)
+    if all(r.status == "skipped" for r in run.results):
+        click.echo(f"error: all {len(run.results)} configuration(s) were skipped: nothing was measured "
+                   "(see their reasons)", err=True)
+        sys.exit(1)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from deploykit.commands._common import echo_json, format_option, split_list
+from deploykit.commands._common import echo_json, format_option, remove_if_left_empty, split_list
 
 
 @click.command(name="report")
@@ -24,9 +24,10 @@ def command(results, out_dir, models, title, fmt) -> None:
     """
     from deploykit.report import make_report
 
-    report = make_report(
-        list(results), out_dir, zoo_models=split_list(models) or None, title=title
-    )
+    with remove_if_left_empty(out_dir):
+        report = make_report(
+            list(results), out_dir, zoo_models=split_list(models) or None, title=title
+        )
     if fmt == "json":
         echo_json(report.to_dict())
         return
