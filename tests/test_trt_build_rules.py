@@ -179,3 +179,65 @@ def test_extras_per_cuda_major():
     # nowhere a bare `tensorrt` requirement, which resolves to the CUDA 13 metapackage
     every = [n for names in extras.values() for n in names]
     assert not [n for n in every if re.match(r"tensorrt\b(?!-cu)", n)], every
+
+
+# ---- bench: an engine for the run's largest batch, on the run's GPU ------------------------
+
+
+def _repo_with_engine(tmp_path, max_batch):
+    """A repository holding resnet18's ONNX fp32/fp16 and a TensorRT fp16 engine for 1..max_batch."""
+    from test_build import INPUT, OUTPUT, _record
+
+    from deploykit.repository import ModelRepository
+    from deploykit.tensorrt.record import engine_sidecar, trt_config_pbtxt
+
+    repo = ModelRepository(tmp_path / "models")
+    for precision, parent in (("fp32", None), ("fp16", "resnet18_onnx_fp32")):
+        repo.write_variant(
+            "resnet18", "onnx", precision, write_model=lambda path: path.write_bytes(b"onnx bytes"),
+            config_pbtxt="", sidecar={"parent": parent}, parent=parent,
+        )
+    record = _record("fp16", settings=build_settings("fp16", 1, 8, max_batch))
+    repo.write_variant(
+        "resnet18", "trt", "fp16", write_model=lambda path: path.write_bytes(b"plan bytes"),
+        config_pbtxt=trt_config_pbtxt("resnet18_trt_fp16", INPUT, OUTPUT, max_batch),
+        sidecar=engine_sidecar(record), parent=record.parent,
+    )
+    return repo
+
+
+def _trt_config(tmp_path, batch, **extra):
+    from deploykit.bench import BenchConfig
+
+    return BenchConfig(model="resnet18", backend="tensorrt", precision="fp16", batch=batch, device="cuda",
+                       repo=str(tmp_path / "models"), **extra)
+
+
+def test_bench_reuses_an_engine_whose_profile_covers_the_batch(tmp_path):
+    from deploykit.bench.prepare import engine_max_batch, ensure_artifact
+
+    _repo_with_engine(tmp_path, 32)
+    artifact = ensure_artifact(_trt_config(tmp_path, 32), None)
+    assert artifact.variant == "resnet18_trt_fp16" and engine_max_batch(artifact) == 32
+
+
+def test_bench_builds_again_when_the_recorded_profile_is_too_small(tmp_path):
+    """batch 64 on an engine for 1..32: bench starts a build (here it stops where TensorRT is needed)."""
+    from deploykit.bench.prepare import ensure_artifact
+    from deploykit.errors import MissingDependencyError
+
+    _repo_with_engine(tmp_path, 32)
+    with pytest.raises(MissingDependencyError, match="'tensorrt' is needed for building TensorRT engines"):
+        ensure_artifact(_trt_config(tmp_path, 64), None)
+
+
+def test_bench_engine_options_take_the_largest_batch_size_classes_and_device(tmp_path):
+    from deploykit.bench.config import expand_matrix
+    from deploykit.bench.prepare import stage_options
+
+    configs = expand_matrix(["resnet18"], ["tensorrt"], ["fp16"], [1, 64], device="cuda:1", num_classes=10)
+    assert {c.largest_batch for c in configs} == {64}
+    options = stage_options(configs[0], 32)  # the batch-1 cell builds for the run's 64
+    assert options[("trt", "fp16")] == {"opt_batch": 8, "max_batch": 64, "device": 1}
+    assert options[("onnx", "fp32")] == {"input_size": 32, "num_classes": 10}
+    assert stage_options(_trt_config(tmp_path, 4), None)[("trt", "fp16")]["max_batch"] == 32

@@ -51,6 +51,7 @@ class BenchConfig:
     ceilings: bool = True  # CPU: measure SGEMM and copy ceilings in the worker after timing
     tf32: bool | None = None  # torch on CUDA, FP32: allow (True) or forbid (False) TF32; None: PyTorch's default
     end_to_end: bool = False  # GPU: the latency includes the pinned host<->device copies
+    largest_batch: int | None = None  # the run's largest batch: an engine bench builds takes it
 
     @property
     def device_kind(self) -> str:
@@ -133,6 +134,7 @@ def expand_matrix(
     **common: Any,
 ) -> list[BenchConfig]:
     """The cross product, in the order model, backend, precision, batch."""
+    common.setdefault("largest_batch", max(batches, default=None))
     return [
         BenchConfig(model=m, backend=b, precision=p, batch=n, **common)
         for m in models

@@ -51,8 +51,8 @@ def _device_index(device: str) -> int:
 
 def stage_options(config: BenchConfig, input_size: int | None) -> dict[tuple[str, str], dict[str, Any]]:
     """Maker options for the stages bench may run: export size and classes; an engine built for
-    the run's batch (profile up to max(32, batch)) on the run's GPU."""
-    max_batch = max(MIN_ENGINE_MAX_BATCH, config.batch)
+    the run's largest batch (profile up to max(32, every batch of the run)) on the run's GPU."""
+    max_batch = max(MIN_ENGINE_MAX_BATCH, config.batch, config.largest_batch or 0)
     engine = {"opt_batch": min(8, max_batch), "max_batch": max_batch, "device": _device_index(config.device)}
     options: dict[tuple[str, str], dict[str, Any]] = {
         ("onnx", "fp32"): {"input_size": input_size, "num_classes": config.num_classes},
