@@ -44,13 +44,17 @@ def other_processes(limit: int = 5) -> list[str]:
     """The busiest other processes right now (what else ran), from ps."""
     try:
         out = subprocess.run(
-            ["ps", "-eo", "pcpu,comm", "--sort=-pcpu", "--no-headers"],
+            ["ps", "-eo", "pid,pcpu,args", "--sort=-pcpu", "--no-headers"],
             capture_output=True, text=True, timeout=10,
         ).stdout
     except (OSError, subprocess.SubprocessError):
         return []
-    rows = [line.split(None, 1) for line in out.splitlines() if line.strip()]
-    return [f"{name.strip()} {pcpu}%" for pcpu, name in rows if name.strip() != "ps"][:limit]
+    rows = [line.split(None, 2) for line in out.splitlines() if line.strip()]
+    return [
+        f"{args.strip()[:70]} ({pcpu}% CPU)"
+        for pid, pcpu, args in rows
+        if int(pid) != os.getpid() and not args.startswith("ps ")
+    ][:limit]
 
 
 def measure(rounds: int) -> dict[str, dict]:
