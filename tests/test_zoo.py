@@ -109,6 +109,24 @@ def test_duplicate_registration_is_an_error():
     assert type(get_model("resnet18")).__name__ == "ResNet"
 
 
+def test_the_registry_imports_no_family():
+    """torchvision's way: families import the registry, the package imports the families."""
+    import ast
+    from pathlib import Path
+
+    import deploykit.zoo._registry as registry
+
+    tree = ast.parse(Path(registry.__file__).read_text())
+    imported = {
+        node.module if isinstance(node, ast.ImportFrom) else alias.name
+        for node in ast.walk(tree)
+        if isinstance(node, (ast.Import, ast.ImportFrom))
+        for alias in node.names
+    }
+    assert {m for m in imported if m and m.startswith("deploykit")} <= {"deploykit.errors", "deploykit.preprocessing"}
+    assert set(ALL_MODELS) == set(list_models())  # importing deploykit.zoo registered every family
+
+
 @pytest.mark.parametrize("name", ALL_MODELS)
 def test_every_card_is_complete(name):
     card = get_card(name)

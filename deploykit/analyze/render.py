@@ -296,6 +296,27 @@ ZOO_COLUMNS: tuple[tuple[str, bool], ...] = (
 )
 
 
+def render_stats(stats_list: Sequence[ModelStats], fmt: str, *, compare: bool = False) -> str:
+    """``analyze``'s text output: per-layer rows, or side-by-side totals with ``compare``, as
+    ``json``, ``csv`` or ``markdown`` (the ``table`` format is :func:`print_stats`)."""
+    if compare:
+        renderers = {"json": compare_json, "csv": compare_csv, "markdown": compare_markdown}
+    else:
+        renderers = {
+            "json": layers_json,
+            "csv": layers_csv,
+            "markdown": lambda results: "\n".join(layer_markdown(s) for s in results),
+        }
+    return renderers[fmt](stats_list)
+
+
+def print_stats(stats_list: Sequence[ModelStats], console=None, *, compare: bool = False) -> None:
+    """``analyze``'s rich tables: one per model, or one comparison table."""
+    tables = [compare_table(stats_list)] if compare else [layer_table(s) for s in stats_list]
+    for table in tables:
+        print_renderable(table, console)
+
+
 def zoo_cells(entries: Sequence[ZooEntry]) -> list[list[str]]:
     return [
         [

@@ -58,25 +58,10 @@ def command(names, input_size, all_layers, fmt, compare, plot_path, num_classes)
         for name in names
     ]
 
-    if compare:
-        if fmt == "json":
-            click.echo(render.compare_json(results))
-        elif fmt == "csv":
-            click.echo(render.compare_csv(results), nl=False)
-        elif fmt == "markdown":
-            click.echo(render.compare_markdown(results), nl=False)
-        else:
-            render.print_renderable(render.compare_table(results), console())
-    elif fmt == "json":
-        click.echo(render.layers_json(results))
-    elif fmt == "csv":
-        click.echo(render.layers_csv(results), nl=False)
-    elif fmt == "markdown":
-        click.echo("\n".join(render.layer_markdown(s) for s in results), nl=False)
+    if fmt == "table":
+        render.print_stats(results, console(), compare=compare)
     else:
-        out = console()
-        for stats in results:
-            render.print_renderable(render.layer_table(stats), out)
+        click.echo(render.render_stats(results, fmt, compare=compare), nl=fmt == "json")
 
     if plot_path is not None:
         from deploykit.analyze.plot import plot_layers
