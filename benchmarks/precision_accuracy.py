@@ -160,8 +160,9 @@ def render_markdown(data: dict) -> str:
             )
     lines += [
         "",
-        "The INT8 file is about the FP32 size: ModelOpt keeps FP32 weights behind QuantizeLinear/DequantizeLinear "
-        "pairs, and TensorRT folds them into INT8 weights when it builds the engine. "
+        "The INT8 file stores its weights as INT8 behind DequantizeLinear only (ModelOpt's dq_only): about a "
+        "quarter of the FP32 file, with the outputs of FP32 weights behind Q/DQ pairs "
+        "(benchmarks/results/int8_weights.md compares the two forms). "
         "The *bad calibration* row calibrates on one constant image: its activation ranges are far too small, "
         "and accuracy collapses, which is what shows that calibration matters.",
         "",

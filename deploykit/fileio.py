@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import shutil
@@ -78,3 +79,26 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+
+
+@contextlib.contextmanager
+def no_space_is_an_error(folder: str | os.PathLike, doing: str) -> Iterator[None]:
+    """Turn "no space left on device" (or a full quota) inside the block into one DeployKitError.
+
+    Wrap the writes of a stage whose files are atomic (``atomic_directory``, scratch folders
+    removed in ``finally``), so the message can promise that nothing was left behind.
+    """
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno not in NO_SPACE:
+            raise
+        from deploykit.errors import DeployKitError
+
+        raise DeployKitError(
+            f"no space left on the device of {folder} while {doing}: nothing was written",
+            hint="free some space there, or write to another folder (--repo)",
+        ) from exc

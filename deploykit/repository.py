@@ -13,6 +13,7 @@ import json
 import os
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,41 @@ def validate_precision(precision: str) -> str:
     if precision not in PRECISIONS:
         raise UsageError(f"unknown precision {precision!r}", hint=f"choose from {', '.join(PRECISIONS)}")
     return precision
+
+
+@dataclass(frozen=True)
+class FileCheck:
+    """A variant's model file against its sidecar: the hash it has now and the one recorded."""
+
+    variant: str
+    sha256: str  # of the file as it is now
+    recorded: str | None  # what the sidecar says (None in sidecars that predate the field)
+
+    @property
+    def matches(self) -> bool:
+        return self.recorded is None or self.recorded == self.sha256
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"variant": self.variant, "sha256": self.sha256, "recorded_sha256": self.recorded, "matches": self.matches}
+
+
+def check_model_file(artifact: Artifact, *, trust: bool = False) -> FileCheck:
+    """Hash ``artifact``'s model file and compare it with the sha256 its sidecar recorded.
+
+    Every stage reads its input through this, so the lineage it writes is true: a file that was
+    changed, replaced or truncated after deploykit wrote it is refused (UsageError naming the
+    command that re-creates it, or ``--trust``). With ``trust`` the mismatch is returned (the
+    caller records the real hash and says so) instead of raised.
+    """
+    check = FileCheck(artifact.variant, sha256_file(artifact.path), artifact.meta.get("sha256"))
+    if not check.matches and not trust:
+        how = make_command(artifact.model, artifact.format, artifact.precision)
+        raise UsageError(
+            f"{artifact.path} is not the file {artifact.variant}'s sidecar describes (sha256 {check.sha256[:12]}, "
+            f"recorded {check.recorded[:12]}): it was changed, replaced or truncated after deploykit wrote it",
+            hint=f"re-create it with `{how}`, or pass --trust to use the file as it is (its real hash is recorded)",
+        )
+    return check
 
 
 class ModelRepository:

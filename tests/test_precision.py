@@ -273,6 +273,89 @@ def test_int8_without_the_extra_names_it(tiny_repo):
     assert _entries(tiny_repo.root) == {"tiny_onnx_fp32"}
 
 
+# ---- faults a user can cause: one error line and a hint, nothing written (issue 15) ------------------
+def _error_lines(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line.startswith(("error:", "hint:"))]
+
+
+def test_precision_must_be_named(tiny_repo):
+    from deploykit.precision import make_variant
+
+    result = _invoke("quantize", TINY, "--precision", "", "--repo", str(tiny_repo.root))
+    assert result.exit_code == 2 and "'--precision'" in result.output  # refused, never taken as fp32
+    with pytest.raises(UsageError, match="unknown precision '' for quantize"):
+        make_variant(tiny_repo, TINY, "")
+    assert _entries(tiny_repo.root) == {"tiny_onnx_fp32"}
+
+
+@needs_modelopt
+@pytest.mark.slow
+def test_quantize_checks_the_parent_file_against_its_sidecar(tiny_repo):
+    from deploykit.fileio import sha256_file
+
+    root = str(tiny_repo.root)
+    path = tiny_repo.get(TINY, "onnx", "fp32").path
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])  # truncated after export
+    refused = _invoke("quantize", TINY, "--precision", "int8", "--repo", root)
+    assert refused.exit_code == 2, refused.output
+    assert "is not the file tiny_onnx_fp32's sidecar describes" in refused.stderr
+    assert "re-create it with `deploykit export tiny`, or pass --trust" in refused.stderr
+    assert len(_error_lines(refused.stderr)) == 2 and "Traceback" not in refused.output
+    corrupt = _invoke("quantize", TINY, "--precision", "int8", "--repo", root, "--trust")
+    assert corrupt.exit_code == 1, corrupt.output
+    assert "is not a readable ONNX model" in corrupt.stderr and "re-export it" in corrupt.stderr
+    assert len(_error_lines(corrupt.stderr)) == 2 and "Traceback" not in corrupt.output
+    assert _entries(tiny_repo.root) == {"tiny_onnx_fp32"}
+
+    _tiny_onnx(path, huge_fc=True)  # another network in its place: a valid file the sidecar does not describe
+    assert _invoke("quantize", TINY, "--precision", "fp16", "--repo", root).exit_code == 2
+    trusted = _invoke("quantize", TINY, "--precision", "fp16", "--repo", root, "--trust", "--format", "json")
+    assert trusted.exit_code == 0, trusted.output
+    assert "used as it is (--trust)" in trusted.stderr
+    side = json.loads((tiny_repo.root / "tiny_onnx_fp16" / "deploykit.json").read_text())
+    assert side["parent_sha256"] == sha256_file(path)  # the lineage names the file really used
+    assert side["parent_trusted"]["matches"] is False and side["parent_trusted"]["recorded_sha256"] != side["parent_sha256"]
+
+
+_FULL_DISK = """
+mount -t tmpfs -o size=1m tmpfs "$1" || exit 77
+cp -r "$2" "$1/models" && dd if=/dev/zero of="$1/filler" bs=4k 2>/dev/null
+shift 2
+"$@"; rc=$?
+(cd "$MNT/models" && find . | sort | sed 's/^/listing: /')
+exit $rc
+"""
+
+
+@needs_modelopt
+@pytest.mark.slow
+def test_quantize_on_a_full_disk_is_an_error_line_and_leaves_nothing(tiny_repo, tmp_path):
+    import os
+    import shutil
+
+    if shutil.which("unshare") is None:
+        pytest.skip("needs unshare (util-linux) to mount a small tmpfs")
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    before = sorted(f"listing: {p}" for p in subprocess.run(
+        ["find", "."], cwd=tiny_repo.root, capture_output=True, text=True, check=True
+    ).stdout.split())  # fmt: skip
+    args = [sys.executable, "-m", "deploykit", "quantize", TINY, "--precision", "int8", "--repo", f"{mnt}/models",
+            "--calib-size", "8", "--calib-method", "max"]  # fmt: skip
+    proc = subprocess.run(
+        ["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", _FULL_DISK, "sh", str(mnt), str(tiny_repo.root), *args],
+        capture_output=True, text=True, timeout=300, env={**os.environ, "MNT": str(mnt)},
+    )  # fmt: skip
+    if proc.returncode == 77 or "unshare failed" in proc.stderr:
+        pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.strip()[:200]}")
+    assert proc.returncode == 1, proc.stderr
+    assert "error: no space left on the device of" in proc.stderr and "nothing was written" in proc.stderr
+    assert len(_error_lines(proc.stderr)) == 2 and "Traceback" not in proc.stderr
+    listing = sorted(line for line in proc.stdout.splitlines() if line.startswith("listing: "))
+    assert listing == sorted(before), "a scratch folder or cache entry was left behind"
+
+
 # ---- the tiny model end to end through the CLI ---------------------------------------------------------
 @needs_modelopt
 @pytest.mark.slow
@@ -416,12 +499,14 @@ def _check_int8(repo, name, fp32_logits, split, tmp_path, method="entropy"):
         if dq is None or dq.op_type != "DequantizeLinear":
             continue
         quantized_convs += 1
-        q = producers[dq.input[0]]
-        assert q.op_type == "QuantizeLinear" and q.input[0] in inits  # a Q/DQ pair on the FP32 weight
-        assert next(a.i for a in q.attribute if a.name == "axis") == 0
-        assert list(inits[q.input[1]].dims) == [inits[q.input[0]].dims[0]]  # one scale per output channel
+        weight = inits[dq.input[0]]  # the weight stored as INT8, behind a DequantizeLinear only
+        assert weight.data_type == onnx.TensorProto.INT8
+        assert next(a.i for a in dq.attribute if a.name == "axis") == 0
+        assert list(inits[dq.input[1]].dims) == [weight.dims[0]]  # one scale per output channel
     assert quantized_convs >= len(convs) - 1, (quantized_convs, len(convs))
     assert result.quantized["weights"]["per_channel_axes"] == [0]
+    assert result.quantized["weights"]["storage"] == "int8"
+    assert result.bytes < 0.3 * result.parent_bytes  # INT8 weights: about a quarter of the FP32 file
     from deploykit.tensorrt.preflight import (
         check_graph_precision,  # the TensorRT stage's pre-build check
     )
@@ -494,6 +579,14 @@ def test_int8_percentile_and_bad_calibration(resnet18_repo, digits_resnet18, tmp
     fp32 = _accuracy(fp32_logits, split.y_test)
 
     good = quantize_onnx_int8(src, tmp_path / "max.onnx", calib, method="max")
+    # FP32 weights behind Q/DQ pairs (ModelOpt's default form) compute the same numbers as the
+    # INT8 weights deploykit stores, in a file four times larger
+    pairs = quantize_onnx_int8(src, tmp_path / "max_fp32w.onnx", calib, method="max", int8_weights=False)
+    assert pairs.to_dict()["weights"]["storage"] == "fp32" and good.to_dict()["weights"]["storage"] == "int8"
+    assert pairs.weight_quantizers == good.weight_quantizers and pairs.activation_quantizers == good.activation_quantizers
+    assert (tmp_path / "max.onnx").stat().st_size < 0.3 * (tmp_path / "max_fp32w.onnx").stat().st_size
+    x = split.x_test[:64]
+    np.testing.assert_allclose(_predict(good.path, x), _predict(pairs.path, x), rtol=1e-4, atol=1e-4)
     pct = quantize_onnx_int8(src, tmp_path / "pct.onnx", calib, method="percentile", percentile=99.9)
     assert pct.percentile == 99.9 and pct.percentile_tensors >= 10
 

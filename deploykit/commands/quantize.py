@@ -46,6 +46,11 @@ from deploykit.commands._common import console, echo_json, format_option, repo_o
     help="INT8: precision of the layers left unquantized (fp32 for CPUs, fp16 for TensorRT).",
 )
 @click.option("--no-cache", is_flag=True, help="Calibrate again even if this exact conversion is cached.")
+@click.option(
+    "--trust",
+    is_flag=True,
+    help="Use the FP32 model file even if it is not the one its sidecar hashed (the real hash is recorded).",
+)
 @format_option("table", "json")
 def command(
     name: str,
@@ -58,6 +63,7 @@ def command(
     keep_io_types: bool,
     high_precision: str,
     no_cache: bool,
+    trust: bool,
     fmt: str,
 ) -> None:
     """Make NAME's FP16 or INT8 ONNX variant from its exported FP32 model.
@@ -90,6 +96,7 @@ def command(
             high_precision_dtype=high_precision,
             percentile=percentile,
             use_cache=not no_cache,
+            trust=trust,
             progress=lambda step: status.update(f"{name}: {step}"),
         )
     for warning in result.warnings:

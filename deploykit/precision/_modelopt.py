@@ -23,7 +23,6 @@ if TYPE_CHECKING:
 
 MODELOPT_DIST = "nvidia-modelopt"
 _LOGGERS = ("modelopt.onnx", "modelopt.onnx.autocast")
-QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
 
 
 def require_modelopt(purpose: str) -> None:
@@ -106,38 +105,12 @@ def modelopt_failed(what: str, exc: BaseException, captured: Captured) -> Deploy
 
 
 # ---- graph facts ----------------------------------------------------------------------------
-def operator_counts(model: onnx.ModelProto) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for node in model.graph.node:
-        counts[node.op_type] = counts.get(node.op_type, 0) + 1
-    return dict(sorted(counts.items()))
-
-
-def graph_precision(model: onnx.ModelProto) -> tuple[str, str]:
-    """(``fp32`` | ``fp16`` | ``int8``, why): what precision work the graph already carries."""
-    import onnx
-
-    counts = operator_counts(model)
-    qdq = sum(counts.get(op, 0) for op in QDQ_OPS)
-    if qdq:
-        return "int8", f"it has {qdq} QuantizeLinear/DequantizeLinear nodes"
-    fp16_inits = sum(1 for t in model.graph.initializer if t.data_type == onnx.TensorProto.FLOAT16)
-    fp16_io = [
-        v.name
-        for v in (*model.graph.input, *model.graph.output)
-        if v.type.tensor_type.elem_type == onnx.TensorProto.FLOAT16
-    ]
-    if fp16_inits or fp16_io:
-        parts = [f"{fp16_inits} FP16 initializers"] if fp16_inits else []
-        if fp16_io:
-            parts.append(f"FP16 inputs/outputs ({', '.join(fp16_io[:3])})")
-        return "fp16", f"it has {' and '.join(parts)}"
-    return "fp32", "FP32 graph"
-
-
 def refuse_converted(model: onnx.ModelProto, path: Any) -> None:
     """UsageError when the source graph is already FP16 or quantized: precision is applied once."""
-    precision, why = graph_precision(model)
+    from deploykit.onnx_graph import precision_report
+
+    report = precision_report(model)
+    precision, why = report.precision, report.why
     if precision != "fp32":
         raise UsageError(
             f"{path} is already an {precision.upper()} graph ({why}); precision is applied once, to the FP32 export",
@@ -147,12 +120,12 @@ def refuse_converted(model: onnx.ModelProto, path: Any) -> None:
 
 def save_checked(model: onnx.ModelProto, dst_path: Any) -> None:
     """Save a converted graph and run the full ONNX check; on failure remove what was written."""
-    from deploykit import onnx_checks
+    from deploykit import onnx_io
 
     dst_path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        onnx_checks.save_model(model, dst_path)
-        onnx_checks.check_model(dst_path)
+        onnx_io.save_model(model, dst_path)
+        onnx_io.check_model(dst_path)
     except BaseException:
         for leftover in (dst_path, dst_path.with_name(f"{dst_path.name}.data")):
             leftover.unlink(missing_ok=True)

@@ -27,7 +27,7 @@ from deploykit.precision.calibration import CalibrationSet, load_calibration
 from deploykit.precision.fp16 import KeptNode
 from deploykit.precision.int8 import DEFAULT_PERCENTILE
 from deploykit.precision.recipes import Recipe, RecipeOptions, recipe
-from deploykit.repository import ModelRepository
+from deploykit.repository import FileCheck, ModelRepository
 
 Progress = Callable[[str], None]
 CARRIED = ("source", "weights_sha256", "num_classes", "preprocessing", "labels", "labels_source", "model_card")
@@ -157,12 +157,26 @@ class _Job:
     calib: CalibrationSet
     inputs: TensorSpec
     outputs: TensorSpec
-    parent_sha256: str
+    parent_check: FileCheck  # the parent's model file against its sidecar
     progress: Progress | None
 
     @property
     def precision(self) -> str:
         return self.recipe.precision
+
+    @property
+    def parent_sha256(self) -> str:
+        return self.parent_check.sha256
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        check = self.parent_check
+        if check.matches:
+            return ()
+        return (
+            f"{check.variant}'s model file is not the one its sidecar describes (sha256 {check.sha256[:12]}, "
+            f"recorded {str(check.recorded)[:12]}); used as it is (--trust), with its real hash recorded",
+        )
 
     def say(self, text: str) -> None:
         _say(self.progress, text)
@@ -261,6 +275,8 @@ def _write(job: _Job, produced: Path, conversion: dict[str, Any], calibration: C
         "calibration": calibration.to_dict(),
         "libraries": library_versions("nvidia-modelopt", "onnx", "onnxruntime", "numpy"),
     }
+    if not job.parent_check.matches:
+        sidecar["parent_trusted"] = job.parent_check.to_dict()  # --trust: the file, not its sidecar
     del graph
 
     def write_model(target: Path) -> None:
@@ -289,6 +305,7 @@ def make_variant(
     percentile: float = DEFAULT_PERCENTILE,
     seed: int = 0,
     use_cache: bool = True,
+    trust: bool = False,
     progress: Progress | None = None,
 ) -> PrecisionResult:
     """Make ``<model>_onnx_fp16`` or ``<model>_onnx_int8`` from ``<model>_onnx_fp32`` in ``repo``.
@@ -301,11 +318,11 @@ def make_variant(
     keeps FP32 inputs/outputs for FP16 (INT8 graphs always keep them). ``high_precision_dtype``
     (INT8) is the precision of the unquantized layers: fp32 for CPUs, fp16 for TensorRT.
 
-    Raises UsageError for bad input (the FP32 parent missing, names ``deploykit export``),
-    MissingDependencyError naming the ``[int8]`` extra without ModelOpt, DeployKitError when
-    the conversion fails. On any failure the repository is left as it was.
+    Raises UsageError for bad input (the FP32 parent missing, names ``deploykit export``; its
+    model file not the one its sidecar hashed, unless ``trust``), MissingDependencyError naming
+    the ``[int8]`` extra without ModelOpt, DeployKitError when the conversion fails or the disk
+    is full. On any failure the repository is left as it was.
     """
-    from deploykit.artifacts import variant_name
     from deploykit.precision._modelopt import require_modelopt
     from deploykit.repository import validate_name
 
@@ -319,17 +336,28 @@ def make_variant(
         calib_method=calib_method, high_precision_dtype=high_precision_dtype, percentile=percentile, keep_io_types=keep_io_types
     )
     require_modelopt(row.tool)
-    job = _load(repository, model, row, options, progress, calib_data=calib_data, calib_size=calib_size, seed=seed)
-    scratch = Path(tempfile.mkdtemp(prefix=f".{variant_name(model, 'onnx', precision)}.quantize-", dir=repository.root))
-    try:
-        produced, conversion, cached = _convert(job, scratch, use_cache)
-        calibration = _calibration_info(job, conversion, cached)
-        artifact = _write(job, produced, conversion, calibration)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+    job = _load(repository, model, row, options, progress, calib_data=calib_data, calib_size=calib_size, seed=seed, trust=trust)
+    artifact, conversion, calibration = _make(job, use_cache)
+    return _result(job, artifact, conversion, calibration, time.perf_counter() - start)
+
+
+def _make(job: _Job, use_cache: bool) -> tuple[Any, dict[str, Any], CalibrationInfo]:
+    """Convert (or reuse the cache) in a scratch folder and write the variant; a full disk is an error line."""
+    from deploykit.artifacts import variant_name
+    from deploykit.fileio import no_space_is_an_error
+
+    variant = variant_name(job.model, "onnx", job.precision)
+    with no_space_is_an_error(job.repository.root, f"making {variant}"):
+        scratch = Path(tempfile.mkdtemp(prefix=f".{variant}.quantize-", dir=job.repository.root))
+        try:
+            produced, conversion, cached = _convert(job, scratch, use_cache)
+            calibration = _calibration_info(job, conversion, cached)
+            artifact = _write(job, produced, conversion, calibration)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
     if not artifact.path.is_file():  # pragma: no cover - write_variant guarantees it
         raise DeployKitError(f"{artifact.variant} was not written")
-    return _result(job, artifact, conversion, calibration, time.perf_counter() - start)
+    return artifact, conversion, calibration
 
 
 def _load(
@@ -342,19 +370,20 @@ def _load(
     calib_data: Any,
     calib_size: int | None,
     seed: int,
+    trust: bool,
 ) -> _Job:
-    """The parent variant, its I/O and preprocessing, and the calibration (or reference) data."""
-    from deploykit.fileio import sha256_file
+    """The parent variant (its file checked against its sidecar), its I/O and preprocessing, the data."""
+    from deploykit.repository import check_model_file
 
     parent = repository.get(model, "onnx", "fp32")
+    check = check_model_file(parent, trust=trust)
     spec_in, spec_out, pre = _parent_facts(parent)
     repository.check_writable()
     _say(progress, row.data_step)
     calib = load_calibration(
         calib_data, spec_in.shape[1:], pre, size=calib_size, input_name=spec_in.name, seed=seed, default_size=row.default_size
     )
-    parent_sha = parent.meta.get("sha256") or sha256_file(parent.path)
-    return _Job(repository, model, parent, row, options, calib, spec_in, spec_out, parent_sha, progress)
+    return _Job(repository, model, parent, row, options, calib, spec_in, spec_out, check, progress)
 
 
 def _result(job: _Job, artifact: Any, conversion: dict[str, Any], calibration: CalibrationInfo, seconds: float) -> PrecisionResult:
@@ -372,5 +401,5 @@ def _result(job: _Job, artifact: Any, conversion: dict[str, Any], calibration: C
         quantized=job.recipe.summary(conversion),
         conversion=conversion,
         tool=dict(conversion["tool"]),
-        warnings=calibration.warnings,
+        warnings=(*calibration.warnings, *job.warnings),
     )

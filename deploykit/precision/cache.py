@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 CACHE_DIR = ".cache/precision"
-CACHE_SCHEMA = 1
+CACHE_SCHEMA = 2  # 2: INT8 weights stored as INT8 (DequantizeLinear-only weights)
 CACHE_KEEP = 3  # entries kept per model and precision (a VGG-16 entry is ~0.5 GB)
 
 

@@ -27,12 +27,12 @@ from typing import Any
 
 import numpy as np
 
-from deploykit.onnx_graph import graph_io
+from deploykit.fileio import NO_SPACE
+from deploykit.onnx_graph import graph_io, load_graph, operator_counts
 from deploykit.precision._modelopt import (
     captured_output,
     modelopt_failed,
     modelopt_version,
-    operator_counts,
     refuse_converted,
     require_modelopt,
     save_checked,
@@ -140,6 +140,10 @@ def _autocast(src_path: Path, keep_io_types: bool, reference: dict | None, rules
             )
         except (ImportError, MemoryError, KeyboardInterrupt):
             raise
+        except OSError as exc:
+            if exc.errno in NO_SPACE:  # a full disk is said as such by the caller
+                raise
+            raise modelopt_failed("FP16 conversion", exc, captured) from exc
         except Exception as exc:
             raise modelopt_failed("FP16 conversion", exc, captured) from exc
     return model, captured
@@ -193,7 +197,7 @@ def convert_onnx_fp16(
 
     start = time.perf_counter()
     src_path, dst_path = Path(src_path), Path(dst_path)
-    source = onnx.load(str(src_path), load_external_data=False)
+    source = load_graph(src_path)  # DeployKitError for a missing, corrupt or truncated file
     refuse_converted(source, src_path)
     input_names = [i.name for i in source.graph.input]
     del source

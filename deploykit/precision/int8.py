@@ -31,11 +31,12 @@ from typing import Any
 import numpy as np
 
 from deploykit.errors import DeployKitError, UsageError
+from deploykit.fileio import NO_SPACE
+from deploykit.onnx_graph import operator_counts
 from deploykit.precision._modelopt import (
     captured_output,
     modelopt_failed,
     modelopt_version,
-    operator_counts,
     refuse_converted,
     require_modelopt,
     save_checked,
@@ -62,6 +63,7 @@ class Int8Quantization:
     quantized_nodes: dict[str, int]  # op type -> nodes with at least one Q/DQ input
     weight_quantizers: int
     weight_axes: tuple[int, ...]
+    weight_storage: str | None  # int8 (DequantizeLinear-only weights) | fp32 (Q/DQ pairs) | mixed
     activation_quantizers: int
     operators: dict[str, int]
     tool: dict[str, str]
@@ -77,7 +79,12 @@ class Int8Quantization:
             "high_precision_dtype": self.high_precision_dtype,
             "qdq": {"QuantizeLinear": self.quantize_linear, "DequantizeLinear": self.dequantize_linear},
             "quantized_nodes": dict(self.quantized_nodes),
-            "weights": {"quantizers": self.weight_quantizers, "per_channel_axes": list(self.weight_axes), "symmetric": True},
+            "weights": {
+                "quantizers": self.weight_quantizers,
+                "per_channel_axes": list(self.weight_axes),
+                "symmetric": True,
+                "storage": self.weight_storage,
+            },
             "activation_quantizers": self.activation_quantizers,
             "operators": dict(self.operators),
             "tool": dict(self.tool),
@@ -112,38 +119,42 @@ def _initializers(model) -> dict[str, Any]:
     return {t.name: t for t in model.graph.initializer}
 
 
+def _weight_quantizers(model) -> tuple[list[Any], str | None]:
+    """The nodes that quantize stored weights, and how the weights are stored.
+
+    ``int8``: INT8 initializers behind a DequantizeLinear only (what deploykit writes); ``fp32``:
+    FP32 initializers behind a QuantizeLinear/DequantizeLinear pair (ModelOpt's default form);
+    ``mixed`` when both occur; None without quantized weights.
+    """
+    stored = set(_initializers(model)) | {n.output[0] for n in model.graph.node if n.op_type == "Constant"}
+    on_weights = [n for n in model.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear") and n.input[0] in stored]
+    kinds = {"int8" if n.op_type == "DequantizeLinear" else "fp32" for n in on_weights}
+    return on_weights, (kinds.pop() if len(kinds) == 1 else "mixed" if kinds else None)
+
+
 def summarize_qdq(model) -> dict[str, Any]:
     """Counts that say how a Q/DQ graph is quantized (also used by tests and the TensorRT stage)."""
     inits = _initializers(model)
-    produced_by = {out: node for node in model.graph.node for out in node.output}
     dq_outputs = {node.output[0] for node in model.graph.node if node.op_type == "DequantizeLinear"}
     quantized: dict[str, int] = {}
     for node in model.graph.node:
-        if node.op_type in ("QuantizeLinear", "DequantizeLinear"):
-            continue
-        if any(i in dq_outputs for i in node.input):
+        if node.op_type not in ("QuantizeLinear", "DequantizeLinear") and any(i in dq_outputs for i in node.input):
             quantized[node.op_type] = quantized.get(node.op_type, 0) + 1
-    weight_q, activation_q, axes = 0, 0, set()
-    for node in model.graph.node:
-        if node.op_type != "QuantizeLinear":
-            continue
-        source = node.input[0]
-        if source in inits or (source in produced_by and produced_by[source].op_type == "Constant"):
-            weight_q += 1
-            scale = inits.get(node.input[1])
-            if scale is not None and len(scale.dims) == 1 and scale.dims[0] > 1:
-                axis = next((a.i for a in node.attribute if a.name == "axis"), 1)
-                axes.add(int(axis))
-        else:
-            activation_q += 1
+    weights, storage = _weight_quantizers(model)
+    axes = set()
+    for node in weights:
+        scale = inits.get(node.input[1])
+        if scale is not None and len(scale.dims) == 1 and scale.dims[0] > 1:
+            axes.add(int(next((a.i for a in node.attribute if a.name == "axis"), 1)))
     counts = operator_counts(model)
     return {
         "quantize_linear": counts.get("QuantizeLinear", 0),
         "dequantize_linear": counts.get("DequantizeLinear", 0),
         "quantized_nodes": dict(sorted(quantized.items())),
-        "weight_quantizers": weight_q,
+        "weight_quantizers": len(weights),
         "weight_axes": tuple(sorted(axes)),
-        "activation_quantizers": activation_q,
+        "weight_storage": storage,
+        "activation_quantizers": counts.get("QuantizeLinear", 0) - sum(n.op_type == "QuantizeLinear" for n in weights),
         "operators": counts,
     }
 
@@ -161,11 +172,11 @@ def _batch_size(model, samples: int) -> tuple[int, str | None]:
 
 def _copy_model(src: Path, folder: Path) -> Path:
     """Copy the model and its external data into ``folder`` (ModelOpt writes beside its input)."""
-    from deploykit import onnx_checks
+    from deploykit import onnx_io
 
     target = folder / "source.onnx"
     shutil.copyfile(src, target)
-    for extra in onnx_checks.external_data_files(src):
+    for extra in onnx_io.external_data_files(src):
         if extra.is_file():
             shutil.copyfile(extra, folder / extra.name)
     return target
@@ -291,7 +302,10 @@ def _check_calibration(calibration: Any) -> np.ndarray:
 
 def _modelopt_quantize(local: Path, out: Path, calibration: np.ndarray, method: str, input_name: str, batch: int, **options: Any) -> None:
     """ModelOpt's ONNX PTQ on ``local`` (calibrating on the CPU in batches of ``batch``), writing ``out``."""
+    from deploykit import onnx_io
+
     shape = "x".join(str(d) for d in (batch, *calibration.shape[1:]))
+    external = bool(onnx_io.external_data_files(local))  # the copy carries the source's data files
     with captured_output() as captured:
         try:
             from modelopt.onnx.quantization import quantize
@@ -304,11 +318,16 @@ def _modelopt_quantize(local: Path, out: Path, calibration: np.ndarray, method: 
                 calibration_shapes=f"{input_name}:{shape}",
                 calibration_eps=["cpu"],
                 output_path=str(out),
+                use_external_data_format=external,
                 log_level="WARNING",
                 **options,
             )
         except (ImportError, MemoryError, KeyboardInterrupt):
             raise
+        except OSError as exc:
+            if exc.errno in NO_SPACE:  # a full disk is said as such by the caller
+                raise
+            raise modelopt_failed("INT8 quantization", exc, captured) from exc
         except Exception as exc:
             raise modelopt_failed("INT8 quantization", exc, captured) from exc
         if not out.is_file():
@@ -321,14 +340,25 @@ def _source_facts(src_path: Path, samples: int) -> tuple[str, int, int]:
     ModelOpt splits the set into len // batch steps (np.array_split): with a dynamic batch a
     step may hold a few more samples; a fixed batch needs whole steps.
     """
-    import onnx
+    from deploykit.onnx_graph import load_graph
 
-    source = onnx.load(str(src_path), load_external_data=False)
+    source = load_graph(src_path)  # DeployKitError for a missing, corrupt or truncated file
     refuse_converted(source, src_path)
     if len(source.graph.input) != 1:
         raise UsageError(f"{src_path} has {len(source.graph.input)} inputs; deploykit calibrates one image input")
     batch, fixed = _batch_size(source, samples)
     return source.graph.input[0].name, batch, samples - samples % batch if fixed else samples
+
+
+def _summary_of(model, src_path: Path) -> dict[str, Any]:
+    """:func:`summarize_qdq` of ModelOpt's output; DeployKitError when it quantized nothing."""
+    summary = summarize_qdq(model)
+    if not summary["quantize_linear"] + summary["dequantize_linear"]:
+        raise DeployKitError(
+            f"ModelOpt found nothing to quantize in {src_path} (no Conv, Gemm or MatMul it would place Q/DQ on)",
+            hint="keep this model in FP32 or FP16",
+        )
+    return summary
 
 
 def _tool(batch: int) -> dict[str, str]:
@@ -348,6 +378,7 @@ def quantize_onnx_int8(
     *,
     high_precision_dtype: str = "fp32",
     percentile: float = DEFAULT_PERCENTILE,
+    int8_weights: bool = True,
 ) -> Int8Quantization:
     """Quantize the FP32 ONNX model at ``src_path`` to INT8 Q/DQ, calibrated on ``calibration``.
 
@@ -357,6 +388,12 @@ def quantize_onnx_int8(
     or a source that is already FP16/quantized; MissingDependencyError (``[int8]`` extra)
     without ModelOpt; DeployKitError when ModelOpt fails or finds nothing to quantize.
     ``dst_path`` is written only on success.
+
+    ``int8_weights`` (default) stores the weights as INT8 initializers behind a
+    DequantizeLinear only (ModelOpt's ``dq_only``): about a quarter of the FP32 file, the
+    same numbers as the Q/DQ pair it replaces (the pair is what a runtime folds anyway), and
+    the form TensorRT, ONNX Runtime and OpenVINO read. False keeps FP32 weights behind
+    QuantizeLinear/DequantizeLinear pairs (ModelOpt's default).
     """
     method = validate_method(method)
     high_precision_dtype = validate_high_precision(high_precision_dtype)
@@ -365,8 +402,6 @@ def quantize_onnx_int8(
     require_modelopt("INT8 quantization (ModelOpt ONNX PTQ)")
     import onnx
 
-    from deploykit import onnx_checks
-
     start = time.perf_counter()
     src_path, dst_path = Path(src_path), Path(dst_path)
     input_name, batch, usable = _source_facts(src_path, len(calibration))
@@ -374,17 +409,11 @@ def quantize_onnx_int8(
     work = Path(tempfile.mkdtemp(prefix=".deploykit-int8-", dir=dst_path.parent if dst_path.parent.is_dir() else None))
     try:
         local, out = _copy_model(src_path, work), work / "quantized.onnx"
-        external = bool(onnx_checks.external_data_files(src_path))
-        options = {"high_precision_dtype": high_precision_dtype, "use_external_data_format": external}
+        options = {"high_precision_dtype": high_precision_dtype, "dq_only": bool(int8_weights)}
         _modelopt_quantize(local, out, calibration, method, input_name, batch, **options)
         model = onnx.load(str(out))
         replaced = _percentile_scales(local, model, calibration, batch, percentile) if method == "percentile" else 0
-        summary = summarize_qdq(model)
-        if not summary["quantize_linear"]:
-            raise DeployKitError(
-                f"ModelOpt found nothing to quantize in {src_path} (no Conv, Gemm or MatMul it would place Q/DQ on)",
-                hint="keep this model in FP32 or FP16",
-            )
+        summary = _summary_of(model, src_path)
         save_checked(model, dst_path)
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -32,7 +32,10 @@ STRONGLY_TYPED_NOTE = (
     "precision lives in the graph (FP16 tensors / Q/DQ nodes): TensorRT 11 builds it as is "
     "(every network is strongly typed); TensorRT 10 needs the STRONGLY_TYPED network flag"
 )
-INT8_SCHEME = "symmetric per-channel INT8 weights (axis 0 of conv weights), symmetric per-tensor activations"
+INT8_SCHEME = (
+    "symmetric per-channel INT8 weights (axis 0 of conv weights), stored as INT8 behind DequantizeLinear; "
+    "symmetric per-tensor activations (QuantizeLinear/DequantizeLinear)"
+)
 
 
 @dataclass(frozen=True)
