@@ -15,7 +15,11 @@ PRECISIONS = ("fp32", "fp16", "int8")
 @click.command(name="export")
 @click.argument("name", required=False)
 @click.option("--all", "all_models", is_flag=True, help="Export every zoo model (one failure does not stop the others).")
-@click.option("--weights", type=click.Path(dir_okay=False), help="A state dict or checkpoint (torch.save) to load.")
+@click.option(
+    "--weights",
+    help="A state dict or checkpoint file (torch.save), or torchvision weights by name: DEFAULT, IMAGENET1K_V1, ...",
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="Random init seed without --weights (recorded).")
 @click.option("--num-classes", type=int, help="Classifier outputs (default 1000; must match --weights).")
 @click.option("--opset", type=int, default=18, show_default=True, help="ONNX opset to produce.")
 @click.option("--batch", type=int, help="Fix the batch size (default: dynamic batch).")
@@ -45,6 +49,7 @@ def command(name: str | None, all_models: bool, precision: str, fmt: str, **give
     Examples:
       deploykit export vgg16
       deploykit export googlenet --weights googlenet.pth
+      deploykit export resnet50 --weights IMAGENET1K_V2
       deploykit export resnet18 --num-classes 10 --weights digits.pt --input-size 64
       deploykit export --all --input-size 64
     """

@@ -41,7 +41,6 @@ if TYPE_CHECKING:
 
 DEFAULT_MAX_BATCH_SIZE = 32
 VERIFY_IMAGES = 16  # at most this many images from --data; the bundled sample set has 8
-RANDOM_INIT = "random-init"
 
 Progress = Callable[[str], None]
 
@@ -61,11 +60,12 @@ class ExportResult:
     input: TensorSpec
     output: TensorSpec
     num_classes: int
-    weights: str  # sha256 of the checkpoint, or "random-init"
+    weights: str  # sha256 of the checkpoint file, or of the state dict (random init, torchvision)
     onnx: OnnxExport
     labels: str | None = None  # where the class labels came from, if known
     images: str = "scikit-image sample photos"
     notes: tuple[str, ...] = ()
+    weights_origin: dict[str, Any] | None = None  # the sidecar's "weights" entry: kind, seed, name, ...
 
     @property
     def path(self) -> Path:
@@ -85,6 +85,7 @@ class ExportResult:
             "output": asdict(self.output),
             "num_classes": self.num_classes,
             "weights": self.weights,
+            "weights_origin": self.weights_origin,
             "dropped_keys": list(self.dropped_keys),
             "unsupported_tensorrt_ops": list(self.unsupported_ops),
             "external_data": self.onnx.external_data.name if self.onnx.external_data else None,
@@ -145,26 +146,52 @@ def _labels_for(card: ModelCard, num_classes: int) -> tuple[list[str] | None, st
     return None, None
 
 
-def zoo_origin(name: str, weights: Any, num_classes: int | None, input_size: int | None, progress: Progress | None) -> Origin:
-    """A zoo network with random weights or the ``weights`` file loaded."""
+def zoo_origin(name: str, weights: Any, num_classes: int | None, input_size: int | None, seed: int, progress: Progress | None) -> Origin:
+    """A zoo network: random weights under ``seed``, a checkpoint file, or published weights by name."""
+    from deploykit import pretrained
+    from deploykit import weights as weightslib
     from deploykit.zoo import get_card, get_model
 
     card = get_card(name)
-    classes = num_classes or 1000
-    size = input_size or card.input_size
+    if pretrained.is_weights_name(weights):
+        return _pretrained_origin(card, str(weights), num_classes, input_size, progress)
+    classes, size = num_classes or 1000, input_size or card.input_size
     _step(progress, f"building {name}")
-    module = get_model(name, num_classes=classes).eval()
-    origin = Origin(module, f"pytorch:{name}", RANDOM_INIT, RANDOM_INIT, _sized(card.preprocessing, size), classes, size)
-    origin.model_card = {"family": card.family, "year": card.year, "paper": card.paper}
     if weights is None:
-        origin.notes.append("random weights (no --weights): the export is verified, the predictions are meaningless")
-        return origin
-    from deploykit.checkpoints import load_weights
+        module, entry = weightslib.random_zoo_model(name, classes, seed)
+        origin = Origin(module, f"pytorch:{name}", entry["sha256"], entry, _sized(card.preprocessing, size), classes, size)
+        origin.notes.append(
+            f"random weights (seed {seed}; no --weights): the export is verified and later stages rebuild the same "
+            "weights from the seed, but the predictions are meaningless"
+        )
+    else:
+        module = get_model(name, num_classes=classes).eval()
+        _step(progress, f"loading weights {Path(weights).name}")
+        entry, report = weightslib.file_weights(module, weights)
+        origin = Origin(module, f"pytorch:{name}", report.sha256, entry, _sized(card.preprocessing, size), classes, size)
+        origin.dropped_keys = report.dropped_keys
+        origin.notes.extend(report.notes)
+    origin.model_card = {"family": card.family, "year": card.year, "paper": card.paper}
+    origin.labels, origin.labels_source = _labels_for(card, classes)
+    return origin
 
-    _step(progress, f"loading weights {Path(weights).name}")
-    report = load_weights(module, weights)
-    origin.weights_id, origin.weights, origin.dropped_keys = report.sha256, report.to_dict(), report.dropped_keys
-    origin.notes.extend(report.notes)
+
+def _pretrained_origin(card: ModelCard, name: str, num_classes: int | None, input_size: int | None, progress) -> Origin:
+    from deploykit import weights as weightslib
+
+    _step(progress, f"loading torchvision's {card.name} weights {name}")
+    module, entry, weight = weightslib.pretrained_zoo_model(card.name, name, num_classes)
+    size = input_size or weight.preprocessing.crop
+    classes = len(weight.categories) or 1000
+    origin = Origin(module, f"pytorch:{card.name}", entry["sha256"], entry, _sized(weight.preprocessing, size), classes, size)
+    origin.model_card = {"family": card.family, "year": card.year, "paper": card.paper}
+    origin.labels, origin.labels_source = list(weight.categories) or None, f"torchvision {weight.torchvision}"
+    origin.accuracy = weight.metrics
+    origin.dropped_keys = tuple(entry["dropped_keys"])
+    if entry["hash_prefix_ok"] is False:
+        origin.notes.append(f"{weight.file} does not hash to the prefix in its name: not the file torchvision publishes")
+    if weight.network_options:
+        origin.notes.append(f"built with {weight.network_options} as torchvision does for these weights")
     return origin
 
 
@@ -233,7 +260,7 @@ def _export_into(repository: Any, name: str, origin: Origin, options: ExportOpti
         )  # fmt: skip
         origin.notes.extend([*exported.notes, *tensorrt_notes(exported)])
         parity = _verify(name, origin, exported, images, options, progress)
-        config = triton_config(variant_name(name, "onnx", "fp32"), exported, options)
+        config = triton_config(variant_name(name, "onnx", "fp32"), exported, options, origin)
         record = sidecar(origin, exported, parity, images_desc, config.max_batch_size, created)
 
         def write_model(target: Path) -> None:
@@ -251,6 +278,7 @@ def _export_into(repository: Any, name: str, origin: Origin, options: ExportOpti
         dropped_keys=origin.dropped_keys, unsupported_ops=exported.unsupported_ops, seconds=time.perf_counter() - start,
         input=exported.input, output=exported.output, num_classes=origin.num_classes, weights=origin.weights_id,
         onnx=exported, labels=origin.labels_source, images=images_desc, notes=tuple(origin.notes),
+        weights_origin=origin.weights if isinstance(origin.weights, dict) else None,
     )  # fmt: skip
 
 
@@ -290,8 +318,14 @@ def export_model(
     tolerance: float = DEFAULT_TOLERANCE,
     progress: Progress | None = None,
     external_data_threshold: int | None = None,
+    seed: int = 0,
 ) -> ExportResult:
     """Export zoo model ``name`` to ``<repo>/<name>_onnx_fp32/`` and verify it.
+
+    ``weights``: None for random weights initialised under ``seed`` (recorded, so parity and
+    bench rebuild them), a checkpoint path, or a torchvision weight name (``DEFAULT``,
+    ``IMAGENET1K_V1``, ...) loaded through torchvision's weights API and download cache, whose
+    preprocessing, labels and accuracy go into the sidecar and the Triton config.
 
     ``batch`` None exports a dynamic batch (Triton ``max_batch_size`` = ``max_batch_size``);
     an integer fixes it (Triton ``max_batch_size: 0``, the batch in the dims). ``data`` is a
@@ -304,17 +338,13 @@ def export_model(
     from deploykit.zoo import get_card
 
     validate_name(name)
-    card = get_card(name)
+    get_card(name)  # an unknown name fails before anything else
     _positive(input_size, "--input-size", 16, 4096)
     _positive(num_classes, "--num-classes", 1, 1_000_000)
+    _positive(seed, "--seed", 0, 2**63 - 1)
     options = ExportOptions(opset, batch, max_batch_size, tolerance, data, external_data_threshold)
 
-    def make_origin() -> Origin:
-        origin = zoo_origin(name, weights, num_classes, input_size, progress)
-        origin.labels, origin.labels_source = _labels_for(card, origin.num_classes)
-        return origin
-
-    return run_export(name, make_origin, repo, options, progress)
+    return run_export(name, lambda: zoo_origin(name, weights, num_classes, input_size, seed, progress), repo, options, progress)
 
 
 # ---- several models (``deploykit export --all``) ---------------------------------------------

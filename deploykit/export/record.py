@@ -24,7 +24,7 @@ class Origin:
 
     module: nn.Module
     source: str  # "pytorch:resnet18"
-    weights_id: str  # sha256 of the weights file, or "random-init"
+    weights_id: str  # sha256 of the weights file, or of the state dict (random init, torchvision weights)
     weights: Any  # the sidecar's "weights" entry
     preprocessing: Preprocessing
     num_classes: int
@@ -34,6 +34,7 @@ class Origin:
     labels: list[str] | None = None
     labels_source: str | None = None
     model_card: dict[str, Any] | None = None
+    accuracy: dict[str, Any] | None = None  # published accuracy of pretrained weights
 
 
 def onnx_metadata(name: str, origin: Origin, options: ExportOptions, created: str) -> dict[str, Any]:
@@ -76,7 +77,22 @@ def tensorrt_notes(exported: OnnxExport) -> list[str]:
     return notes
 
 
-def triton_config(variant: str, exported: OnnxExport, options: ExportOptions) -> Any:
+def config_parameters(origin: Origin) -> tuple[tuple[str, str], ...]:
+    """What a client needs beside the tensors, as Triton config ``parameters`` (JSON strings):
+    the preprocessing, where the weights came from, the labels and the published accuracy."""
+    import json
+
+    entry = origin.weights if isinstance(origin.weights, dict) else {}
+    weights = {k: entry[k] for k in ("kind", "seed", "name", "factory", "sha256") if k in entry}
+    params = {"preprocessing": asdict(origin.preprocessing), "weights": weights or origin.weights_id}
+    if origin.labels:
+        params["labels"] = origin.labels
+    if origin.accuracy:
+        params["accuracy"] = origin.accuracy
+    return tuple((f"deploykit_{key}", json.dumps(value, separators=(",", ":"))) for key, value in params.items())
+
+
+def triton_config(variant: str, exported: OnnxExport, options: ExportOptions, origin: Origin) -> Any:
     """The Triton config of the ONNX variant: a dynamic batch up to ``max_batch_size``, or the fixed one."""
     from deploykit.triton.config import (
         PLATFORMS,
@@ -96,6 +112,7 @@ def triton_config(variant: str, exported: OnnxExport, options: ExportOptions) ->
         outputs=(TensorConfig(exported.output.name, exported.output.dtype, tuple(dims_out)),),
         instance_kind="KIND_CPU",
         preferred_batch_sizes=default_preferred(options.max_batch_size) if dynamic else (),
+        parameters=config_parameters(origin),
     )
 
 
@@ -106,7 +123,9 @@ def _libraries() -> dict[str, str]:
 
 
 def sidecar(
-    origin: Origin, exported: OnnxExport, parity: Parity, images: str, max_batch_size: int, created: str) -> dict[str, Any]:
+    origin: Origin, exported: OnnxExport, parity: Parity, images: str, max_batch_size: int, created: str
+) -> dict[str, Any]:
+    """The lineage sidecar ``deploykit.json`` of the ONNX FP32 variant (docs/export.md lists its fields)."""
     dynamic = exported.dynamic_batch
     return {
         "source": origin.source,
@@ -129,6 +148,7 @@ def sidecar(
         "external_data": exported.external_data.name if exported.external_data else None,
         "max_batch_size": max_batch_size,
         "model_card": origin.model_card,
+        "accuracy": origin.accuracy,
         "dropped_keys": list(origin.dropped_keys),
         "onnx_created_at": created,
     }

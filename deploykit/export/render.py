@@ -16,6 +16,13 @@ def _shape(spec) -> str:
     return escape(f"{spec.name} {spec.dtype} [{dims}]")
 
 
+def _weights_text(result: Any) -> str:
+    origin = result.weights_origin or {}
+    kind = {"random": f"random init, seed {origin.get('seed')}", "torchvision": f"torchvision {origin.get('name')}"}
+    text = kind.get(origin.get("kind"), "")
+    return f"{text}{'; ' if text else ''}sha256 {result.weights[:16]}..."
+
+
 def render_one(result: Any, variants: list[Any], out: Any) -> None:
     """One :class:`~deploykit.export.ExportResult` and the variants made after it, on console ``out``."""
     from rich.markup import escape
@@ -32,7 +39,7 @@ def render_one(result: Any, variants: list[Any], out: Any) -> None:
     table.add_row("input", _shape(result.input))
     table.add_row("output", _shape(result.output))
     table.add_row("opset", f"{result.opset}  (torch {result.onnx.exporter.get('torch', '?')}, dynamo exporter)")
-    table.add_row("weights", result.weights if result.weights == "random-init" else f"sha256 {result.weights[:16]}...")
+    table.add_row("weights", _weights_text(result))
     table.add_row(
         "parity",
         f"max abs {p.max_abs:.2e}, max rel {p.max_rel:.2e} (tolerance {p.tolerance:g}); "

@@ -97,9 +97,12 @@ def reference_module(
     if module is not None:
         return module, {"weights": "module passed by the caller"}, notes
     from deploykit.checkpoints import load_weights
+    from deploykit.weights import rebuild
     from deploykit.zoo import get_model
 
     model = artifact.model
+    if weights is None and (rebuilt := rebuild(artifact, num_classes)) is not None:
+        return rebuilt[0], rebuilt[1], notes  # random init from its seed, or published weights
     net = get_model(model, num_classes=num_classes)
     if weights is None:
         # Fresh random weights are not the ones the variant was exported from: every

@@ -78,6 +78,7 @@ class TritonModelConfig:
     instance_count: int = 1
     preferred_batch_sizes: tuple[int, ...] = field(default=())
     max_queue_delay_us: int = 100
+    parameters: tuple[tuple[str, str], ...] = ()  # free-form key/value facts (``parameters`` map)
 
     def to_proto(self) -> Any:
         pb2 = model_config_pb2("writing Triton's config.pbtxt")
@@ -91,6 +92,8 @@ class TritonModelConfig:
             config.dynamic_batching.max_queue_delay_microseconds = self.max_queue_delay_us
         kind = pb2.ModelInstanceGroup.Kind.Value(self.instance_kind)
         config.instance_group.add(count=self.instance_count, kind=kind)
+        for key, value in self.parameters:
+            config.parameters[key].string_value = value
         return config
 
     def render(self) -> str:
