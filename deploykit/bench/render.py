@@ -214,6 +214,13 @@ def machine_line(machine: dict[str, Any]) -> str:
     return summarize_machine(machine)
 
 
+def footer_notes(run: BenchRun, header: list[str]) -> list[str]:
+    """The lines under the table: peaks used, ceilings measured, what '% roofline' means."""
+    notes = [f"Peak {note}" for note in peak_notes(run)]
+    notes += [f"Measured ceilings, {note}" for note in ceiling_notes(run)]
+    return notes + ([ROOFLINE_NOTE] if "% roofline" in header else [])
+
+
 def to_markdown(run: BenchRun) -> str:
     header, rows, notes = table_rows(run)
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
@@ -223,12 +230,7 @@ def to_markdown(run: BenchRun) -> str:
     if notes:
         lines.append("")
     lines.append(f"Machine: {machine_line(run.machine)}.")
-    for note in peak_notes(run):
-        lines.append(f"Peak {note}.")
-    for note in ceiling_notes(run):
-        lines.append(f"Measured ceilings, {note}.")
-    if "% roofline" in header:
-        lines.append(f"{ROOFLINE_NOTE}.")
+    lines += [f"{note}." for note in footer_notes(run, header)]
     return "\n".join(lines) + "\n"
 
 
@@ -272,12 +274,8 @@ def render_table(run: BenchRun, console: Any) -> None:
     console.print(table)
     for note in notes:
         console.print(note, markup=False, highlight=False)
-    for note in peak_notes(run):
-        console.print(f"[dim]peak {note}[/]")
-    for note in ceiling_notes(run):
-        console.print(f"[dim]measured ceilings, {note}[/]")
-    if "% roofline" in header:
-        console.print(f"[dim]{ROOFLINE_NOTE}[/]")
+    for note in footer_notes(run, header):
+        console.print(note, style="dim", markup=False, highlight=False)
     for r in run.results:
         if r.layers:
             console.print(_layer_table(r))
