@@ -6,6 +6,7 @@ Subcommands live in ``deploykit/commands/<name>.py`` and are imported only when 
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import signal
 import sys
@@ -147,8 +148,33 @@ def cli() -> None:
     """
 
 
+# SIGTERM (a supervisor's stop, `kill`, `timeout`) ends a run the way Ctrl+C does: it raises
+# KeyboardInterrupt, so every scratch folder and half-written file is removed on the way out;
+# the exit code is 143 (128 + SIGTERM), the shell's convention, so a caller can tell a stop it
+# asked for from a user's Ctrl+C (130).
+TERMINATED = 128 + signal.SIGTERM
+
+
+def _on_sigterm(signum, frame) -> None:
+    global _terminated
+    _terminated = True
+    raise KeyboardInterrupt
+
+
+_terminated = False
+
+
 def main() -> None:
-    cli(prog_name="deploykit")
+    with contextlib.suppress(ValueError):  # not the main thread: leave the handler alone
+        signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        cli(prog_name="deploykit")
+    except SystemExit:
+        if _terminated:
+            raise SystemExit(TERMINATED) from None
+        raise
+    except KeyboardInterrupt:
+        raise SystemExit(TERMINATED if _terminated else 130) from None
 
 
 if __name__ == "__main__":

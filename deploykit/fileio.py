@@ -1,4 +1,10 @@
-"""Atomic writes: a crash never leaves a half-written file or model folder behind."""
+"""Atomic writes: a crash never leaves a half-written file or model folder behind.
+
+Every temporary file or folder deploykit makes beside its output is hidden and carries the
+writer's process id: ``.<name>.<kind>-<pid>-<random>.tmp``. Ctrl+C and SIGTERM remove it on
+the way out; after a ``kill -9`` (or a power cut) :func:`stale_scratch` finds it, because its
+owner is gone, and :func:`sweep_scratch` (run before every repository write) removes it.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +12,7 @@ import contextlib
 import errno
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -23,7 +30,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     """Write ``data`` to a temporary file beside ``path``, then rename it into place."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=_scratch_prefix(path.name, "write"), suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -46,6 +53,29 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
     return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
 
 
+def _scratch_prefix(name: str, kind: str) -> str:
+    return f".{name}.{kind}-{os.getpid()}-"
+
+
+# .<name>.<kind>-<pid>-<random>.tmp (scratch) and .<name>.old-<pid> (a replaced folder in transit)
+_SCRATCH = re.compile(r"^\.(?P<name>.+)\.(?P<kind>[a-z0-9]+)-(?P<pid>\d+)-[^.]*\.tmp$")
+_OLD = re.compile(r"^\.(?P<name>.+)\.old-(?P<pid>\d+)$")
+
+
+@contextlib.contextmanager
+def scratch_directory(parent: str | os.PathLike, name: str, kind: str) -> Iterator[Path]:
+    """A hidden folder ``.<name>.<kind>-<pid>-*.tmp`` in ``parent`` (same file system as the
+    output, so the final move is a rename), removed whatever happens."""
+    parent = Path(parent)
+    parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=_scratch_prefix(name, kind), suffix=".tmp", dir=parent))
+    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700
+    try:
+        yield tmp
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 @contextlib.contextmanager
 def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary folder beside ``path``; on success it replaces ``path`` whole.
@@ -54,10 +84,7 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
     ``path`` is left as it was, so a model repository never holds half an artifact.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
-    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700
-    try:
+    with scratch_directory(path.parent, path.name, "write") as tmp:
         yield tmp
         old = None
         if path.exists():
@@ -66,9 +93,58 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
         os.replace(tmp, path)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+def stale_scratch(folder: str | os.PathLike) -> list[Path]:
+    """deploykit's temporary files and folders in ``folder`` whose writing process is gone."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    found = []
+    for entry in sorted(folder.iterdir()):
+        match = _SCRATCH.match(entry.name) or _OLD.match(entry.name)
+        if match and not _alive(int(match["pid"])):
+            found.append(entry)
+    return found
+
+
+def sweep_scratch(folder: str | os.PathLike) -> list[Path]:
+    """Remove :func:`stale_scratch` in ``folder``; a replaced folder caught in transit (its
+    writer killed between the two renames) is put back where nothing took its place."""
+    swept = []
+    for entry in stale_scratch(folder):
+        old = _OLD.match(entry.name)
+        if old and not (entry.parent / old["name"]).exists():
+            with contextlib.suppress(OSError):
+                os.replace(entry, entry.parent / old["name"])
+                continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                entry.unlink()
+        swept.append(entry)
+    return swept
+
+
+def tree_bytes(path: str | os.PathLike) -> int:
+    """The size of a file, or of every file under a folder (symlinks not followed)."""
+    path = Path(path)
+    if not path.is_dir() or path.is_symlink():
+        return path.lstat().st_size
+    return sum(p.lstat().st_size for p in path.rglob("*") if not p.is_dir() or p.is_symlink())
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:

@@ -27,7 +27,7 @@ from deploykit.artifacts import (
     variant_name,
 )
 from deploykit.errors import DeployKitError, UsageError
-from deploykit.fileio import atomic_directory, atomic_write_json, sha256_file
+from deploykit.fileio import atomic_directory, atomic_write_json, sha256_file, sweep_scratch
 from deploykit.pipeline import make_command
 
 DEFAULT_REPO = "models"
@@ -154,6 +154,7 @@ class ModelRepository:
                 f"the model repository {self.root} is not writable",
                 hint="choose another folder with --repo",
             )
+        sweep_scratch(self.root)  # what a killed writer left behind (its process is gone)
 
     def write_variant(
         self,

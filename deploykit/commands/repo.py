@@ -24,6 +24,7 @@ def check(repo: str, fmt: str, strict: bool) -> None:
     version folders, the model file name for the platform, dims and dtypes against the ONNX
     file (batch dimension left out when max_batch_size > 0), max_batch_size within a
     TensorRT engine's profile (from its sidecar), instance_group kind, dynamic batching.
+    Stale temporary folders a killed deploykit run left are warnings.
     Exits 1 when any model has an error.
     """
     from deploykit.serve.check import check_repository
@@ -41,6 +42,7 @@ def _render_check(report) -> None:
     from rich.table import Table
 
     out = console()
+    _render_stale(out, report)
     if not report.models:
         out.print(f"[yellow]no model folders in {report.root}[/yellow]")
         return
@@ -79,6 +81,14 @@ def _render_check(report) -> None:
         out.print(f"[dim]note: {note}[/dim]")
     verdict = "[green]repository ok[/green]" if report.ok else f"[red]{report.error_count} error(s)[/red]"
     out.print(f"{verdict}, {report.warning_count} warning(s) in {len(report.models)} model(s)")
+
+
+def _render_stale(out, report) -> None:
+    for name, size in report.stale_scratch:
+        out.print(
+            f"[yellow]warning: {name} ({size / 2**20:.1f} MiB) is a temporary folder a killed deploykit run left"
+            "[/yellow]\n[dim]hint: the next deploykit write to this repository removes it (or delete it)[/dim]"
+        )
 
 
 @command.command(name="list")

@@ -12,8 +12,6 @@ from __future__ import annotations
 import contextlib
 import gc
 import os
-import shutil
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -32,6 +30,7 @@ from deploykit.export.exporter import (
 )
 from deploykit.export.record import Origin, onnx_metadata, sidecar, tensorrt_notes, triton_config
 from deploykit.export.verify import DEFAULT_TOLERANCE, VERIFY_BATCH, Parity, verify_onnx
+from deploykit.fileio import scratch_directory
 from deploykit.onnx_graph import TensorSpec
 
 if TYPE_CHECKING:
@@ -247,10 +246,8 @@ def _export_into(repository: Any, name: str, origin: Origin, options: ExportOpti
     if data_classes and len(data_classes) == origin.num_classes:
         origin.labels, origin.labels_source = data_classes, "class folders of --data"
     created = now_iso()
-    repository.root.mkdir(parents=True, exist_ok=True)
     # Hidden scratch on the same file system (the final move is a rename), removed whatever happens.
-    scratch = Path(tempfile.mkdtemp(prefix=f".{variant_name(name, 'onnx', 'fp32')}.export-", dir=repository.root))
-    try:
+    with scratch_directory(repository.root, variant_name(name, "onnx", "fp32"), "export") as scratch:
         _step(progress, f"exporting to ONNX (opset {options.opset})")
         size = origin.input_size
         exported = export_onnx(
@@ -271,8 +268,6 @@ def _export_into(repository: Any, name: str, origin: Origin, options: ExportOpti
         artifact = repository.write_variant(
             name, "onnx", "fp32", write_model=write_model, config_pbtxt=config.render(), sidecar=record, parent=origin.source
         )
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
     return ExportResult(
         model=name, artifact=artifact, opset=exported.opset, bytes=exported.bytes, parity=parity,
         dropped_keys=origin.dropped_keys, unsupported_ops=exported.unsupported_ops, seconds=time.perf_counter() - start,

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -344,17 +343,13 @@ def make_variant(
 def _make(job: _Job, use_cache: bool) -> tuple[Any, dict[str, Any], CalibrationInfo]:
     """Convert (or reuse the cache) in a scratch folder and write the variant; a full disk is an error line."""
     from deploykit.artifacts import variant_name
-    from deploykit.fileio import no_space_is_an_error
+    from deploykit.fileio import no_space_is_an_error, scratch_directory
 
     variant = variant_name(job.model, "onnx", job.precision)
-    with no_space_is_an_error(job.repository.root, f"making {variant}"):
-        scratch = Path(tempfile.mkdtemp(prefix=f".{variant}.quantize-", dir=job.repository.root))
-        try:
-            produced, conversion, cached = _convert(job, scratch, use_cache)
-            calibration = _calibration_info(job, conversion, cached)
-            artifact = _write(job, produced, conversion, calibration)
-        finally:
-            shutil.rmtree(scratch, ignore_errors=True)
+    with no_space_is_an_error(job.repository.root, f"making {variant}"), scratch_directory(job.repository.root, variant, "quantize") as scratch:
+        produced, conversion, cached = _convert(job, scratch, use_cache)
+        calibration = _calibration_info(job, conversion, cached)
+        artifact = _write(job, produced, conversion, calibration)
     if not artifact.path.is_file():  # pragma: no cover - write_variant guarantees it
         raise DeployKitError(f"{artifact.variant} was not written")
     return artifact, conversion, calibration

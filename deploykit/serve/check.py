@@ -24,6 +24,7 @@ from typing import Any
 from deploykit._deps import is_available
 from deploykit.artifacts import MODEL_FILES
 from deploykit.errors import UsageError
+from deploykit.fileio import stale_scratch, tree_bytes
 from deploykit.runtimes import platform_format
 from deploykit.serve.check_rules import (
     Findings,
@@ -82,6 +83,8 @@ class RepoCheckReport:
     models: tuple[ModelCheck, ...]
     schema_checked: bool  # Triton's protobuf schema was available (tritonclient installed)
     dims_checked: bool  # onnx was available to read ONNX input/output shapes
+    # (name, bytes) of temporary files a killed deploykit process left (a warning each)
+    stale_scratch: tuple[tuple[str, int], ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -96,7 +99,7 @@ class RepoCheckReport:
 
     @property
     def warning_count(self) -> int:
-        return sum(len(m.warnings) for m in self.models)
+        return sum(len(m.warnings) for m in self.models) + len(self.stale_scratch)
 
     def model(self, name: str) -> ModelCheck:
         for m in self.models:
@@ -112,6 +115,7 @@ class RepoCheckReport:
             "warnings": self.warning_count,
             "schema_checked": self.schema_checked,
             "dims_checked": self.dims_checked,
+            "stale_scratch": [{"name": name, "bytes": size} for name, size in self.stale_scratch],
             "models": [
                 {**asdict(m), "ok": m.ok, "versions": list(m.versions)} for m in self.models
             ],
@@ -234,4 +238,5 @@ def check_repository(root: str | os.PathLike = "models", read_onnx: bool = True)
         models=models,
         schema_checked=True,
         dims_checked=read_onnx and is_available("onnx"),
+        stale_scratch=tuple((p.name, tree_bytes(p)) for p in stale_scratch(root)),
     )
