@@ -29,6 +29,7 @@ from deploykit.artifacts import (
 from deploykit.errors import DeployKitError, UsageError
 from deploykit.fileio import atomic_directory, atomic_write_json, sha256_file, sweep_scratch
 from deploykit.pipeline import make_command
+from deploykit.replacement import carry_over, plan_replacement
 
 DEFAULT_REPO = "models"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -156,6 +157,10 @@ class ModelRepository:
             )
         sweep_scratch(self.root)  # what a killed writer left behind (its process is gone)
 
+    def check_replaceable(self, model: str, fmt: str, precision: str, version: int = 1, force: bool = False) -> None:
+        """Before the work: refuse now what :meth:`write_variant` would refuse after it."""
+        plan_replacement(self.variant_dir(model, fmt, precision), fmt, version, force=force)
+
     def write_variant(
         self,
         model: str,
@@ -166,20 +171,27 @@ class ModelRepository:
         sidecar: dict[str, Any],
         parent: str | None = None,
         version: int = 1,
+        force: bool = False,
     ) -> Artifact:
         """Write a whole variant folder atomically.
 
         ``write_model(path)`` writes the model file at ``path`` (inside a temporary folder);
-        the folder replaces any previous variant only when everything is written.
+        the folder replaces any previous variant only when everything is written. Of the
+        previous folder, other versions and files deploykit did not write are kept; files
+        deploykit did not write in the version replaced are a UsageError unless ``force``
+        (see :mod:`deploykit.replacement`); the sidecar's ``replaced`` says what was replaced.
         """
         self.check_writable()
         final = self.variant_dir(model, fmt, precision)
+        plan = plan_replacement(final, fmt, version, force=force)
         filename = MODEL_FILES[fmt]
         with atomic_directory(final) as tmp:
             model_file = tmp / str(version) / filename
             model_file.parent.mkdir(parents=True)
             write_model(model_file)
             (tmp / "config.pbtxt").write_text(config_pbtxt)
+            carry_over(final, tmp, plan)
+            replaced = {"replaced": plan.to_dict()} if plan else {}
             artifact = Artifact(
                 model=model,
                 format=fmt,
@@ -192,6 +204,7 @@ class ModelRepository:
                     "bytes": model_file.stat().st_size,
                     "sha256": sha256_file(model_file),
                     **sidecar,
+                    **replaced,
                 },
             )
             atomic_write_json(tmp / SIDECAR, artifact.to_sidecar())

@@ -211,6 +211,37 @@ def test_interrupted_export_leaves_nothing_and_keeps_the_previous_variant(tmp_pa
 
 
 @pytest.mark.slow
+def test_reexport_keeps_other_versions_and_files_and_needs_force_to_discard_foreign_ones(tmp_path, tiny_zoo):
+    repo = tmp_path / "models"
+    assert _run("export", "dktest_tiny", "--repo", str(repo)).exit_code == 0
+    variant = repo / "dktest_tiny_onnx_fp32"
+    (variant / "2").mkdir()
+    (variant / "2" / "model.onnx").write_bytes((variant / "1" / "model.onnx").read_bytes())
+    (variant / "notes.txt").write_text("mine")
+    first_sha = json.loads((variant / "deploykit.json").read_text())["sha256"]
+
+    again = _run("export", "dktest_tiny", "--repo", str(repo), "--seed", "1")
+    assert again.exit_code == 0, again.output
+    assert "replaced the previous dktest_tiny_onnx_fp32" in again.output and "kept 2/, notes.txt" in again.output
+    side = json.loads((variant / "deploykit.json").read_text())
+    assert side["replaced"]["sha256"] == first_sha and side["replaced"]["kept"] == ["2/", "notes.txt"]
+    assert sorted(side["replaced"]["replaced"]) == ["1/model.onnx", "config.pbtxt", "deploykit.json"]
+    assert (variant / "notes.txt").read_text() == "mine" and (variant / "2" / "model.onnx").is_file()
+
+    (variant / "1" / "calibration.cache").write_text("a user's file")
+    refused = _run("export", "dktest_tiny", "--repo", str(repo), "--seed", "2")
+    _assert_refused(refused, 2, "1/calibration.cache", "--force")
+    assert (variant / "1" / "calibration.cache").is_file()  # refused before any work: nothing changed
+    assert json.loads((variant / "deploykit.json").read_text())["sha256"] == side["sha256"]
+
+    forced = _run("export", "dktest_tiny", "--repo", str(repo), "--seed", "2", "--force", "--format", "json")
+    assert forced.exit_code == 0, forced.output
+    assert json.loads(forced.output)["replaced"]["discarded"] == ["1/calibration.cache"]
+    assert sorted(os.listdir(variant)) == ["1", "2", "config.pbtxt", "deploykit.json", "notes.txt"]
+    assert sorted(os.listdir(variant / "1")) == ["model.onnx"] and _entries(repo) == ["dktest_tiny_onnx_fp32"]
+
+
+@pytest.mark.slow
 def test_cli_all_goes_on_after_failures_and_exits_1(tmp_path, tiny_zoo, monkeypatch):
     import deploykit.zoo
 

@@ -289,6 +289,24 @@ def test_precision_must_be_named(tiny_repo):
 
 
 @needs_modelopt
+def test_quantize_over_a_variant_keeps_other_versions_and_needs_force_for_foreign_files(tiny_repo):
+    root = str(tiny_repo.root)
+    assert _invoke("quantize", TINY, "--precision", "fp16", "--repo", root).exit_code == 0
+    variant = tiny_repo.root / f"{TINY}_onnx_fp16"
+    (variant / "3").mkdir()
+    (variant / "3" / "model.onnx").write_bytes((variant / "1" / "model.onnx").read_bytes())
+    (variant / "1" / "notes.txt").write_text("a user's file")
+    refused = _invoke("quantize", TINY, "--precision", "fp16", "--repo", root)
+    assert refused.exit_code == 2 and "1/notes.txt" in refused.output and "--force" in refused.output
+    assert (variant / "1" / "notes.txt").is_file()
+    forced = _invoke("quantize", TINY, "--precision", "fp16", "--repo", root, "--force")
+    assert forced.exit_code == 0, forced.output
+    assert "replaced the previous" in forced.output and "kept 3/" in " ".join(forced.output.split())
+    assert sorted(p.name for p in variant.iterdir()) == ["1", "3", "config.pbtxt", "deploykit.json"]
+    assert [p.name for p in (variant / "1").iterdir()] == ["model.onnx"]
+
+
+@needs_modelopt
 @pytest.mark.slow
 def test_quantize_checks_the_parent_file_against_its_sidecar(tiny_repo):
     from deploykit.fileio import sha256_file

@@ -51,6 +51,7 @@ from deploykit.commands._common import console, echo_json, format_option, repo_o
     is_flag=True,
     help="Use the FP32 model file even if it is not the one its sidecar hashed (the real hash is recorded).",
 )
+@click.option("--force", is_flag=True, help="Discard files deploykit did not write in the variant's 1/ folder.")
 @format_option("table", "json")
 def command(
     name: str,
@@ -64,6 +65,7 @@ def command(
     high_precision: str,
     no_cache: bool,
     trust: bool,
+    force: bool,
     fmt: str,
 ) -> None:
     """Make NAME's FP16 or INT8 ONNX variant from its exported FP32 model.
@@ -97,6 +99,7 @@ def command(
             percentile=percentile,
             use_cache=not no_cache,
             trust=trust,
+            force=force,
             progress=lambda step: status.update(f"{name}: {step}"),
         )
     for warning in result.warnings:
@@ -156,3 +159,7 @@ def render(result) -> None:
     table.add_row("time", f"{result.seconds:.1f} s")
     out.print(f"[green]made[/green] {result.artifact.variant} -> {escape(str(result.artifact.directory))}")
     out.print(table)
+    if result.artifact.meta.get("replaced"):
+        from deploykit.replacement import replacement_summary
+
+        out.print(f"[yellow]{escape(replacement_summary(result.artifact.variant, result.artifact.meta['replaced']))}[/yellow]")

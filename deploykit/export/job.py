@@ -91,6 +91,7 @@ class ExportResult:
             "labels": self.labels,
             "verification_images": self.images,
             "notes": list(self.notes),
+            "replaced": self.artifact.meta.get("replaced"),
         }
 
 
@@ -102,6 +103,7 @@ class ExportOptions:
     tolerance: float = DEFAULT_TOLERANCE
     data: str | os.PathLike | None = None
     external_data_threshold: int | None = None
+    force: bool = False  # discard files deploykit did not write in the version folder replaced
 
     def validate(self) -> None:
         _check_opset_request(self.opset)
@@ -266,8 +268,9 @@ def _export_into(repository: Any, name: str, origin: Origin, options: ExportOpti
             _step(progress, "writing to the model repository")
 
         artifact = repository.write_variant(
-            name, "onnx", "fp32", write_model=write_model, config_pbtxt=config.render(), sidecar=record, parent=origin.source
-        )
+            name, "onnx", "fp32", write_model=write_model, config_pbtxt=config.render(), sidecar=record,
+            parent=origin.source, force=options.force,
+        )  # fmt: skip
     return ExportResult(
         model=name, artifact=artifact, opset=exported.opset, bytes=exported.bytes, parity=parity,
         dropped_keys=origin.dropped_keys, unsupported_ops=exported.unsupported_ops, seconds=time.perf_counter() - start,
@@ -286,6 +289,7 @@ def run_export(name: str, make_origin: Callable[[], Origin], repo: Any, options:
     repository = ModelRepository(repo)
     created_root = not repository.root.exists()
     repository.check_writable()  # before minutes of work, not after
+    repository.check_replaceable(name, "onnx", "fp32", force=options.force)
     try:
         origin = make_origin()
         return _export_into(repository, name, origin, options, progress, start)
@@ -314,6 +318,7 @@ def export_model(
     progress: Progress | None = None,
     external_data_threshold: int | None = None,
     seed: int = 0,
+    force: bool = False,
 ) -> ExportResult:
     """Export zoo model ``name`` to ``<repo>/<name>_onnx_fp32/`` and verify it.
 
@@ -327,7 +332,9 @@ def export_model(
     folder of images for verification (default: scikit-image's sample photos). Raises
     UsageError for bad input, CheckFailedError when ONNX Runtime disagrees with PyTorch
     beyond ``tolerance``; in every failure (KeyboardInterrupt included) the repository is
-    left as it was. ``progress(step)`` is called as each step starts.
+    left as it was. ``progress(step)`` is called as each step starts. Over an existing variant,
+    other versions and files are kept; files deploykit did not write in ``1/`` are a UsageError
+    unless ``force`` (see :mod:`deploykit.replacement`).
     """
     from deploykit.repository import validate_name
     from deploykit.zoo import get_card
@@ -337,7 +344,7 @@ def export_model(
     _positive(input_size, "--input-size", 16, 4096)
     _positive(num_classes, "--num-classes", 1, 1_000_000)
     _positive(seed, "--seed", 0, 2**63 - 1)
-    options = ExportOptions(opset, batch, max_batch_size, tolerance, data, external_data_threshold)
+    options = ExportOptions(opset, batch, max_batch_size, tolerance, data, external_data_threshold, force)
 
     return run_export(name, lambda: zoo_origin(name, weights, num_classes, input_size, seed, progress), repo, options, progress)
 

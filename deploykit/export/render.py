@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from deploykit.replacement import replacement_summary
+
 
 def _mb(n: int) -> str:
     return f"{n / 1e6:,.1f} MB" if n >= 1e6 else f"{n / 1e3:,.1f} kB"
@@ -63,6 +65,9 @@ def render_one(result: Any, variants: list[Any], out: Any) -> None:
     table.add_row("time", f"{result.seconds:.1f} s")
     out.print(f"[green]exported[/green] {result.model} -> {result.artifact.directory}")
     out.print(table)
+    replaced = result.artifact.meta.get("replaced")
+    if replaced:
+        out.print(f"[yellow]{escape(replacement_summary(result.artifact.variant, replaced))}[/yellow]")
     for note in result.notes:
         out.print(f"[dim]note: {escape(note)}[/dim]")
     for variant in variants:

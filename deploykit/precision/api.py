@@ -249,7 +249,7 @@ def _config_pbtxt(variant: str, inputs: TensorSpec, outputs: TensorSpec, max_bat
     ).render()
 
 
-def _write(job: _Job, produced: Path, conversion: dict[str, Any], calibration: CalibrationInfo) -> Any:
+def _write(job: _Job, produced: Path, conversion: dict[str, Any], calibration: CalibrationInfo, force: bool = False) -> Any:
     """Write the variant folder (model, config.pbtxt, sidecar) atomically; returns its Artifact."""
     from dataclasses import replace
 
@@ -287,8 +287,9 @@ def _write(job: _Job, produced: Path, conversion: dict[str, Any], calibration: C
 
     config = _config_pbtxt(variant_name(job.model, "onnx", job.precision), new_in, new_out, max_batch)
     return job.repository.write_variant(
-        job.model, "onnx", job.precision, write_model=write_model, config_pbtxt=config, sidecar=sidecar, parent=parent.variant
-    )
+        job.model, "onnx", job.precision, write_model=write_model, config_pbtxt=config, sidecar=sidecar,
+        parent=parent.variant, force=force,
+    )  # fmt: skip
 
 
 def make_variant(
@@ -305,6 +306,7 @@ def make_variant(
     seed: int = 0,
     use_cache: bool = True,
     trust: bool = False,
+    force: bool = False,
     progress: Progress | None = None,
 ) -> PrecisionResult:
     """Make ``<model>_onnx_fp16`` or ``<model>_onnx_int8`` from ``<model>_onnx_fp32`` in ``repo``.
@@ -320,7 +322,8 @@ def make_variant(
     Raises UsageError for bad input (the FP32 parent missing, names ``deploykit export``; its
     model file not the one its sidecar hashed, unless ``trust``), MissingDependencyError naming
     the ``[int8]`` extra without ModelOpt, DeployKitError when the conversion fails or the disk
-    is full. On any failure the repository is left as it was.
+    is full. On any failure the repository is left as it was. Over an existing variant, other
+    versions and files are kept; files deploykit did not write in ``1/`` need ``force``.
     """
     from deploykit.precision._modelopt import require_modelopt
     from deploykit.repository import validate_name
@@ -335,12 +338,13 @@ def make_variant(
         calib_method=calib_method, high_precision_dtype=high_precision_dtype, percentile=percentile, keep_io_types=keep_io_types
     )
     require_modelopt(row.tool)
+    repository.check_replaceable(model, "onnx", precision, force=force)  # before the work
     job = _load(repository, model, row, options, progress, calib_data=calib_data, calib_size=calib_size, seed=seed, trust=trust)
-    artifact, conversion, calibration = _make(job, use_cache)
+    artifact, conversion, calibration = _make(job, use_cache, force)
     return _result(job, artifact, conversion, calibration, time.perf_counter() - start)
 
 
-def _make(job: _Job, use_cache: bool) -> tuple[Any, dict[str, Any], CalibrationInfo]:
+def _make(job: _Job, use_cache: bool, force: bool = False) -> tuple[Any, dict[str, Any], CalibrationInfo]:
     """Convert (or reuse the cache) in a scratch folder and write the variant; a full disk is an error line."""
     from deploykit.artifacts import variant_name
     from deploykit.fileio import no_space_is_an_error, scratch_directory
@@ -349,7 +353,7 @@ def _make(job: _Job, use_cache: bool) -> tuple[Any, dict[str, Any], CalibrationI
     with no_space_is_an_error(job.repository.root, f"making {variant}"), scratch_directory(job.repository.root, variant, "quantize") as scratch:
         produced, conversion, cached = _convert(job, scratch, use_cache)
         calibration = _calibration_info(job, conversion, cached)
-        artifact = _write(job, produced, conversion, calibration)
+        artifact = _write(job, produced, conversion, calibration, force)
     if not artifact.path.is_file():  # pragma: no cover - write_variant guarantees it
         raise DeployKitError(f"{artifact.variant} was not written")
     return artifact, conversion, calibration
