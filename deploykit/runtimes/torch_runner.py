@@ -22,23 +22,22 @@ from deploykit.errors import DeployKitError, UsageError
 from deploykit.runtimes.base import Runner, TensorSpec
 from deploykit.runtimes.torch_staging import MemoryDelta, StagedIO, free_device_bytes
 
-TORCH_PRECISIONS = {"cpu": ("fp32",), "cuda": ("fp32", "fp16")}
-
 
 def _device_kind(device: str) -> str:
+    from deploykit.runtimes import get_backend
+
     kind = device.split(":")[0]
-    if kind not in TORCH_PRECISIONS:
+    if kind not in get_backend("torch").device_kinds:
         raise UsageError(f"unknown device {device!r} for the torch backend", hint="use cpu or cuda")
     return kind
 
 
 def torch_supports(device: str, precision: str) -> str | None:
-    """None when the torch backend runs ``precision`` on ``device``, else the reason it does not."""
-    kind = _device_kind(device)
-    if precision not in TORCH_PRECISIONS[kind]:
-        extra = " (INT8 runs through the ONNX backends)" if precision == "int8" else ""
-        return f"the torch backend runs {' and '.join(TORCH_PRECISIONS[kind])} on {kind}, not {precision}{extra}"
-    return None
+    """None when the torch backend runs ``precision`` on ``device``, else why not (its BACKENDS row)."""
+    from deploykit.runtimes import get_backend
+
+    _device_kind(device)
+    return get_backend("torch").support_reason(device, precision)
 
 
 class TorchRunner(Runner):
