@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import Callable
@@ -86,6 +85,45 @@ def check_model_file(artifact: Artifact, *, trust: bool = False) -> FileCheck:
     return check
 
 
+class BrokenVariantError(DeployKitError):
+    """A variant folder whose lineage sidecar is missing or cannot be read."""
+
+    def __init__(self, directory: Path, problem: str, hint: str):
+        super().__init__(f"{directory.name}: {problem}", hint=hint)
+        self.directory = directory
+        self.problem = problem
+
+
+def parse_variant_name(name: str) -> tuple[str, str, str] | None:
+    """``resnet18_onnx_int8`` -> ``("resnet18", "onnx", "int8")``; None for other names."""
+    parts = name.rsplit("_", 2)
+    if len(parts) == 3 and parts[0] and parts[1] in FORMATS and parts[2] in PRECISIONS:
+        return parts[0], parts[1], parts[2]
+    return None
+
+
+def read_variant(directory: str | os.PathLike) -> Artifact:
+    """The artifact of one variant folder, read from its sidecar.
+
+    The one reader of ``deploykit.json``: a missing or corrupt sidecar is a
+    :class:`BrokenVariantError` that names the file and how to re-create the variant, worded
+    the same in every command (list, check, quantize, build, bench, parity).
+    """
+    directory = Path(directory)
+    path = directory / SIDECAR
+    parsed = parse_variant_name(directory.name)
+    how = f"`{make_command(*parsed)} --repo {directory.parent}`" if parsed else "deploykit export/quantize/build"
+    hint = f"re-create the variant with {how} (it rewrites the folder)"
+    if not path.is_file():
+        raise BrokenVariantError(directory, f"the sidecar {path} is missing: the variant's lineage is unknown", hint)
+    try:
+        artifact = Artifact.from_sidecar(directory)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        reason = f"{type(exc).__name__}: {exc}" if not isinstance(exc, KeyError) else f"no {exc} field"
+        raise BrokenVariantError(directory, f"the sidecar {path} is corrupt ({reason})", hint) from exc
+    return artifact
+
+
 class ModelRepository:
     """A folder of Triton model directories with deploykit sidecars."""
 
@@ -106,17 +144,15 @@ class ModelRepository:
         return self.variant_dir(model, fmt, precision) / str(version) / MODEL_FILES[fmt]
 
     def find(self, model: str, fmt: str, precision: str) -> Artifact | None:
-        """The artifact if its folder, model file and sidecar all exist, else None."""
+        """The artifact if its folder, model file and sidecar all exist; None without a folder.
+
+        A folder whose sidecar is missing or corrupt is a :class:`BrokenVariantError`, never
+        "not in the repository": every reader goes through :func:`read_variant`.
+        """
         directory = self.variant_dir(model, fmt, precision)
-        if not (directory / SIDECAR).is_file():
+        if not directory.exists():
             return None
-        try:
-            artifact = Artifact.from_sidecar(directory)
-        except (json.JSONDecodeError, KeyError) as exc:
-            raise DeployKitError(
-                f"the sidecar {directory / SIDECAR} is corrupt ({exc})",
-                hint="re-create the variant (deploykit export/quantize/build)",
-            ) from exc
+        artifact = read_variant(directory)
         return artifact if artifact.path.is_file() else None
 
     def get(self, model: str, fmt: str, precision: str, how: str | None = None) -> Artifact:
@@ -133,17 +169,23 @@ class ModelRepository:
         return artifact
 
     def list(self) -> list[Artifact]:
-        """Every variant with a readable sidecar, sorted by name."""
+        """Every variant with a readable sidecar, sorted by name (see :meth:`scan` for the broken)."""
+        return self.scan()[0]
+
+    def scan(self) -> tuple[list[Artifact], list[BrokenVariantError]]:
+        """Every variant folder, sorted by name: the readable ones and the broken ones (a folder
+        named like a variant, or with a sidecar, whose sidecar is missing or corrupt)."""
         if not self.root.is_dir():
-            return []
-        out = []
+            return [], []
+        good: list[Artifact] = []
+        broken: list[BrokenVariantError] = []
         for directory in sorted(p for p in self.root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-            if (directory / SIDECAR).is_file():
+            if (directory / SIDECAR).exists() or parse_variant_name(directory.name):
                 try:
-                    out.append(Artifact.from_sidecar(directory))
-                except (json.JSONDecodeError, KeyError):
-                    continue
-        return out
+                    good.append(read_variant(directory))
+                except BrokenVariantError as exc:
+                    broken.append(exc)
+        return good, broken
 
     def check_writable(self) -> None:
         try:

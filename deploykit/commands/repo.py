@@ -95,10 +95,14 @@ def _render_stale(out, report) -> None:
 @repo_option()
 @format_option("table", "json")
 def list_variants(repo: str, fmt: str) -> None:
-    """List the variants in the repository with their lineage."""
+    """List the variants in the repository with their lineage.
+
+    A variant folder whose sidecar (deploykit.json) is missing or corrupt is listed as broken,
+    with the file and how to re-create it; the command then exits 1.
+    """
     from deploykit.repository import ModelRepository
 
-    artifacts = ModelRepository(repo).list()
+    artifacts, broken = ModelRepository(repo).scan()
     rows = [
         {
             "variant": a.variant,
@@ -110,14 +114,24 @@ def list_variants(repo: str, fmt: str) -> None:
         }
         for a in artifacts
     ]
+    problems = [{"variant": b.directory.name, "error": b.message, "hint": b.hint} for b in broken]
     if fmt == "json":
-        echo_json(rows)
-        return
+        echo_json(rows + problems)  # a broken variant is a row with "error" and "hint"
+    else:
+        _render_list(repo, rows, problems)
+    if problems:
+        raise SystemExit(1)
+
+
+def _render_list(repo: str, rows: list[dict], problems: list[dict]) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
     out = console()
+    for problem in problems:
+        out.print(f"[red]broken:[/red] {escape(problem['error'])}\n[dim]hint: {escape(problem['hint'])}[/dim]")
     if not rows:
-        out.print(f"[yellow]no variants in {repo}[/yellow]")
+        out.print(f"[yellow]no {'readable ' if problems else ''}variants in {repo}[/yellow]")
         return
     table = Table(title=f"model repository {repo}", title_justify="left")
     for column in ("variant", "format", "precision", "MiB", "lineage"):

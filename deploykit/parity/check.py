@@ -53,6 +53,7 @@ class _Planned:
     precision: str  # "*" when a skipped backend had no precision to look for
     artifact: Artifact | None
     skip: str | None
+    broken: str | None = None  # the variant's sidecar is missing or corrupt: an error, never a pass
 
     @property
     def name(self) -> str:
@@ -60,7 +61,8 @@ class _Planned:
         return f"{variant_name(self.model, _format_for(self.backend), self.precision)}@{self.backend}"
 
     def skipped(self) -> VariantResult:
-        return VariantResult(name=self.name, backend=self.backend, precision=self.precision, status="skipped", reason=self.skip)
+        status, reason = ("error", self.broken) if self.broken else ("skipped", self.skip)
+        return VariantResult(name=self.name, backend=self.backend, precision=self.precision, status=status, reason=reason)
 
 
 def _plan(repo: Any, model: str, backends: Sequence[str], precisions: Sequence[str] | None) -> list[_Planned]:
@@ -72,7 +74,7 @@ def _plan(repo: Any, model: str, backends: Sequence[str], precisions: Sequence[s
     for backend in backends:
         check_backend(backend)
         fmt = _format_for(backend)
-        wanted = list(precisions) if precisions else [p for p in PRECISIONS if repo.find(model, fmt, p)]
+        wanted = list(precisions) if precisions else _present(repo, model, fmt)
         for p in wanted:
             validate_precision(p)
         skip = _skip_reason(backend)
@@ -82,9 +84,34 @@ def _plan(repo: Any, model: str, backends: Sequence[str], precisions: Sequence[s
                 hint=f"make one with `{make_command(model, fmt, 'fp32')} --repo {repo.root}`",
             )
         for precision in wanted or ["*"]:
-            artifact = None if skip else repo.get(model, fmt, precision)
-            plan.append(_Planned(model, backend, precision, artifact, skip))
+            plan.append(_planned(repo, model, backend, fmt, precision, skip))
     return plan
+
+
+def _present(repo: Any, model: str, fmt: str) -> list[str]:
+    """The precisions of ``model``'s ``fmt`` variants in ``repo``, broken ones (no readable sidecar) included."""
+    from deploykit.repository import BrokenVariantError
+
+    present = []
+    for precision in PRECISIONS:
+        try:
+            found = repo.find(model, fmt, precision) is not None
+        except BrokenVariantError:
+            found = True  # planned, and reported as an error: never silently left out
+        if found:
+            present.append(precision)
+    return present
+
+
+def _planned(repo: Any, model: str, backend: str, fmt: str, precision: str, skip: str | None) -> _Planned:
+    from deploykit.repository import BrokenVariantError
+
+    if skip:
+        return _Planned(model, backend, precision, None, skip)
+    try:
+        return _Planned(model, backend, precision, repo.get(model, fmt, precision), None)
+    except BrokenVariantError as exc:
+        return _Planned(model, backend, precision, None, None, broken=f"{exc.message} (hint: {exc.hint})")
 
 
 def _items(data: str | os.PathLike | None, labels: Any, limit: int | None, classes: int) -> tuple[list[Any], str, list[str]]:

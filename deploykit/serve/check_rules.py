@@ -160,15 +160,19 @@ def check_model_file(directory: Path, version: int, filename: str, out: Findings
 
 
 def read_sidecar(directory: Path, out: Findings) -> dict[str, Any]:
+    """The sidecar of a deploykit variant ({} for other models); a missing or corrupt one is a
+    warning worded as every command words it (Triton can still serve the folder)."""
+    from deploykit.repository import BrokenVariantError, parse_variant_name, read_variant
+
     path = directory / SIDECAR
-    if not path.is_file():
-        return {}
+    if not path.exists() and not parse_variant_name(directory.name):
+        return {}  # not made by deploykit
     try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        out.warning("sidecar", f"{SIDECAR} is unreadable ({exc}); lineage unknown")
+        read_variant(directory)
+    except BrokenVariantError as exc:
+        out.warning("sidecar", exc.message, hint=exc.hint)
         return {}
-    return data if isinstance(data, dict) else {}
+    return json.loads(path.read_text())
 
 
 
