@@ -64,11 +64,11 @@ def _config(name: str, platform: str = "onnxruntime_onnx", max_batch_size: int =
     ).render()
 
 
-def _add_onnx(repo: ModelRepository, model: str, precision: str = "fp32", **config) -> str:
+def _add_onnx(repo: ModelRepository, model: str, precision: str = "fp32", write_model=None, **config) -> str:
     variant = f"{model}_onnx_{precision}"
     repo.write_variant(
         model, "onnx", precision,
-        write_model=_write_tiny_onnx,
+        write_model=write_model or _write_tiny_onnx,
         config_pbtxt=_config(variant, **config),
         sidecar={"input": {"name": "x", "shape": [-1, 3, 8, 8], "dtype": "float32"}},
     )  # fmt: skip
@@ -201,8 +201,8 @@ def test_unknown_field_is_caught_by_tritons_schema(good_repo):
 
 
 def test_onnx_newer_than_the_production_container_is_a_warning(good_repo):
-    variant = _add_onnx(good_repo, "new")
-    _write_tiny_onnx(good_repo.root / variant / "1" / "model.onnx", ir_version=13)
+    # written by deploykit (the sidecar hashes it): a file changed afterwards is another error
+    variant = _add_onnx(good_repo, "new", write_model=lambda path: _write_tiny_onnx(path, ir_version=13))
     report = check_repository(good_repo.root)
     assert report.ok  # it loads locally; the pinned container's ONNX Runtime would refuse it
     assert [p.code for p in report.model(variant).warnings] == ["onnx-too-new"]
@@ -346,3 +346,17 @@ def test_engine_profile_forms():
     # what deploykit.tensorrt.record.engine_sidecar writes
     written = {"profile": {"input": "input", "batch": {"min": 1, "opt": 8, "max": 32}, "min": [1, 3, 8, 8], "opt": [8, 3, 8, 8], "max": [32, 3, 8, 8]}}
     assert engine_profile(written) == {"max_batch": 32, "max_shape": [32, 3, 8, 8]}
+
+
+def test_a_model_file_that_is_not_the_one_the_sidecar_hashed_is_an_error(good_repo):
+    plan = good_repo.root / "tiny_trt_fp16" / "1" / "model.plan"
+    plan.write_bytes(bytes(b ^ 1 for b in plan.read_bytes()))  # same size, other content
+    report = check_repository(good_repo.root)
+    _only_bad(report, "tiny_trt_fp16", "file-changed")
+    problem = next(p for p in report.model("tiny_trt_fp16").errors if p.code == "file-changed")
+    assert "sha256" in problem.message and "deploykit build tiny" in problem.hint
+    onnx_file = good_repo.root / "tiny_onnx_fp32" / "1" / "model.onnx"
+    onnx_file.write_bytes(onnx_file.read_bytes() + b"\0")  # the size differs: no hash needed
+    assert "file-changed" in {p.code for p in check_repository(good_repo.root).model("tiny_onnx_fp32").errors}
+    result = CliRunner().invoke(cli, ["repo", "check", "--repo", str(good_repo.root)])
+    assert result.exit_code == 1 and "file-changed" in result.output

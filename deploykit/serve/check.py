@@ -206,15 +206,30 @@ def _check_config(directory, config, versions, sidecar, out: Findings, read_onnx
 
 
 def _check_recorded_size(directory: Path, filename: str, sidecar: dict[str, Any], out: Findings) -> None:
+    """The model file against the size and sha256 its sidecar recorded (the check every stage
+    makes before reading its input): a mismatch is an error, the lineage no longer describes it."""
+    from deploykit.pipeline import make_command
+    from deploykit.repository import check_model_file, read_variant
+
     if not sidecar.get("sha256") or sidecar.get("version") is None:
         return
     recorded = directory / str(sidecar.get("version")) / filename
-    if recorded.is_file() and isinstance(sidecar.get("bytes"), int) and recorded.stat().st_size != sidecar["bytes"]:
-        out.warning(
-            "file-changed",
-            f"{recorded.relative_to(directory)} has {recorded.stat().st_size} bytes; the sidecar recorded {sidecar['bytes']}",
-            hint="the file was replaced or truncated after deploykit wrote it",
-        )
+    if not recorded.is_file():
+        return
+    artifact = read_variant(directory)  # readable: read_sidecar found it so
+    size = recorded.stat().st_size
+    if isinstance(sidecar.get("bytes"), int) and size != sidecar["bytes"]:
+        changed = f"has {size} bytes; the sidecar recorded {sidecar['bytes']}"
+    else:
+        check = check_model_file(artifact, trust=True)
+        if check.matches:
+            return
+        changed = f"has sha256 {check.sha256[:12]}; the sidecar recorded {str(check.recorded)[:12]}"
+    out.error(
+        "file-changed",
+        f"{recorded.relative_to(directory)} {changed}: it was changed, replaced or truncated after deploykit wrote it",
+        hint=f"re-create it with `{make_command(artifact.model, artifact.format, artifact.precision)}` (the lineage no longer describes the file)",
+    )
 
 
 def check_repository(root: str | os.PathLike = "models", read_onnx: bool = True) -> RepoCheckReport:
