@@ -50,7 +50,8 @@ def command(name: str, backends: str, precisions: str | None, tol: tuple[str, ..
     similarity and the images that flipped, judged against per-precision tolerances
     (FP32: 100% agreement and max abs error <= 1e-3 x max(1, max |logit|); FP16: 99%
     agreement; INT8: 97% agreement and at most 1.5 points of accuracy lost). Exit code 1
-    when a variant fails, 2 for bad input.
+    when a variant fails or its verdict could not be recorded, 2 for bad input (a repository
+    it cannot write: refused before any work, see --no-write).
 
     \b
     Example:
@@ -79,5 +80,8 @@ def command(name: str, backends: str, precisions: str | None, tol: tuple[str, ..
         echo_json(report.to_dict())
     else:
         render_table(report, console())
-    if not report:
+    for result in report.not_recorded:  # shown above, but not written: say so, and fail the run
+        click.echo(f"error: the verdict of {result.name} was {result.not_recorded}", err=True)
+        click.echo("hint: free space or make the repository writable and run again, or pass --no-write", err=True)
+    if not report or report.not_recorded:
         raise SystemExit(1)

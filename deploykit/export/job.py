@@ -30,7 +30,7 @@ from deploykit.export.exporter import (
 )
 from deploykit.export.record import Origin, onnx_metadata, sidecar, tensorrt_notes, triton_config
 from deploykit.export.verify import DEFAULT_TOLERANCE, VERIFY_BATCH, Parity, verify_onnx
-from deploykit.fileio import scratch_directory
+from deploykit.fileio import no_space_is_an_error, scratch_directory
 from deploykit.onnx_graph import TensorSpec
 
 if TYPE_CHECKING:
@@ -248,8 +248,10 @@ def _export_into(repository: Any, name: str, origin: Origin, options: ExportOpti
     if data_classes and len(data_classes) == origin.num_classes:
         origin.labels, origin.labels_source = data_classes, "class folders of --data"
     created = now_iso()
-    # Hidden scratch on the same file system (the final move is a rename), removed whatever happens.
-    with scratch_directory(repository.root, variant_name(name, "onnx", "fp32"), "export") as scratch:
+    # Hidden scratch on the same file system (the final move is a rename), removed whatever happens;
+    # a full disk is one error line (the scratch is gone by then).
+    variant = variant_name(name, "onnx", "fp32")
+    with no_space_is_an_error(repository.root, f"exporting {variant}"), scratch_directory(repository.root, variant, "export") as scratch:
         _step(progress, f"exporting to ONNX (opset {options.opset})")
         size = origin.input_size
         exported = export_onnx(
@@ -259,7 +261,7 @@ def _export_into(repository: Any, name: str, origin: Origin, options: ExportOpti
         )  # fmt: skip
         origin.notes.extend([*exported.notes, *tensorrt_notes(exported)])
         parity = _verify(name, origin, exported, images, options, progress)
-        config = triton_config(variant_name(name, "onnx", "fp32"), exported, options, origin)
+        config = triton_config(variant, exported, options, origin)
         record = sidecar(origin, exported, parity, images_desc, config.max_batch_size, created)
 
         def write_model(target: Path) -> None:

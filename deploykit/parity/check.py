@@ -14,7 +14,7 @@ from deploykit.artifacts import PRECISIONS, Artifact, now_iso, variant_name
 from deploykit.errors import DeployKitError, MissingDependencyError, UsageError
 from deploykit.parity.compare import Run, data_notes, run_batches
 from deploykit.parity.metrics import ReferenceSummary, check_reference, judge
-from deploykit.parity.record import record, sidecar_key
+from deploykit.parity.record import check_recordable, sidecar_key, try_record
 from deploykit.parity.reference import exact_fp32, reference_module, reference_runner
 from deploykit.parity.results import DataSummary, ParityReport, VariantResult
 from deploykit.parity.tolerances import Tolerance, resolve_tolerances
@@ -184,20 +184,26 @@ def _verdict(p: _Planned, run: Run, tol: Tolerance, reference: ReferenceSummary,
     status = "fail" if failures else "pass"
     result = VariantResult(p.name, p.backend, p.precision, status, metrics, tol, failures, path=str(p.artifact.path), sidecar_key=key)
     if key:
-        details = {k: v for k, v in reference.details.items() if k != "backend"}
-        entry = {
-            "verdict": status,
-            "backend": p.backend,
-            "checked_at": now_iso(),
-            "model_sha256": p.artifact.meta.get("sha256"),
-            "reference": {"name": reference.name, **details},
-            "data": asdict(data),
-            "metrics": metrics.to_dict(),
-            "tolerance": tol.to_dict(),
-            "failures": list(failures),
-        }
-        record(p.artifact, key, entry)
+        not_recorded = try_record(p.artifact, key, _entry(p, status, reference, data, metrics, tol, failures))
+        if not_recorded:
+            result = replace(result, sidecar_key=None, not_recorded=not_recorded)
     return result
+
+
+def _entry(p: _Planned, status: str, reference: ReferenceSummary, data: DataSummary, metrics: Any, tol: Tolerance, failures: Any) -> dict[str, Any]:
+    """The verdict as recorded in the sidecar under ``parity_checks``."""
+    details = {k: v for k, v in reference.details.items() if k != "backend"}
+    return {
+        "verdict": status,
+        "backend": p.backend,
+        "checked_at": now_iso(),
+        "model_sha256": p.artifact.meta.get("sha256"),
+        "reference": {"name": reference.name, **details},
+        "data": asdict(data),
+        "metrics": metrics.to_dict(),
+        "tolerance": tol.to_dict(),
+        "failures": list(failures),
+    }
 
 
 def _validate(batch_size: Any, limit: Any) -> None:
@@ -219,6 +225,14 @@ def _classes(classes: Any) -> int:
     if not isinstance(classes, int) or classes < 1:
         raise UsageError(f"num_classes must be a positive integer, got {classes!r}")
     return classes
+
+
+def _split(plan: list[_Planned], write_sidecar: bool) -> tuple[list[_Planned], list[VariantResult]]:
+    """The variants to run, and the results of those that will not run (skipped, broken)."""
+    runnable = [p for p in plan if p.artifact]
+    for p in runnable if write_sidecar else ():
+        check_recordable(p.artifact)  # a read-only repository is refused before minutes of work
+    return runnable, [p.skipped() for p in plan if not p.artifact]
 
 
 def _nothing_checked(model: str, data: Any, results: list[VariantResult]) -> ParityReport:
@@ -263,7 +277,7 @@ def check(
 
     _validate(batch_size, limit)
     tols, plan = resolve_tolerances(tolerances), _plan(ModelRepository(repo), model, backends, precisions)
-    runnable, results = [p for p in plan if p.artifact], [p.skipped() for p in plan if not p.artifact]
+    runnable, results = _split(plan, write_sidecar)
     if not runnable:
         return _nothing_checked(model, data, results)
     first = runnable[0].artifact

@@ -30,3 +30,27 @@ def record(artifact: Artifact, key: str, entry: dict[str, Any]) -> None:
     section[key] = entry
     data[PARITY_SECTION] = section
     atomic_write_json(path, data)
+
+
+def check_recordable(artifact: Artifact) -> None:
+    """Before any computation: refuse a run whose verdict could not be written to ``artifact``'s sidecar."""
+    import os
+
+    from deploykit.errors import UsageError
+
+    path = artifact.directory / SIDECAR
+    if not (os.access(artifact.directory, os.W_OK | os.X_OK) and os.access(path, os.W_OK)):
+        raise UsageError(
+            f"cannot record the parity verdict in {path}: the variant folder is not writable (read-only repository?)",
+            hint="make it writable, or pass --no-write to check without recording the verdict",
+        )
+
+
+def try_record(artifact: Artifact, key: str, entry: dict[str, Any]) -> str | None:
+    """:func:`record`, returning why it failed (a full disk, a repository made read-only
+    meanwhile) instead of raising: the verdict is still shown, and said to be unrecorded."""
+    try:
+        record(artifact, key, entry)
+    except OSError as exc:
+        return f"not recorded in {artifact.directory / SIDECAR}: {exc.strerror or exc}"
+    return None

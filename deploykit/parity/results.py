@@ -25,6 +25,7 @@ class VariantResult:
     reason: str | None = None
     path: str | None = None
     sidecar_key: str | None = None
+    not_recorded: str | None = None  # why the verdict could not be written to the sidecar
 
     @property
     def passed(self) -> bool:
@@ -46,6 +47,7 @@ class VariantResult:
             "reason": self.reason,
             "path": self.path,
             "sidecar_key": self.sidecar_key,
+            "not_recorded": self.not_recorded,
         }
 
     def summary_lines(self) -> list[str]:
@@ -109,6 +111,11 @@ class ParityReport:
     @property
     def skipped(self) -> tuple[VariantResult, ...]:
         return tuple(r for r in self.results if r.status == "skipped")
+
+    @property
+    def not_recorded(self) -> tuple[VariantResult, ...]:
+        """Verdicts that were asked to be written to a sidecar but could not be (full disk, read-only)."""
+        return tuple(r for r in self.results if r.not_recorded)
 
     @property
     def passed(self) -> bool:
