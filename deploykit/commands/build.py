@@ -42,6 +42,7 @@ from deploykit.commands._common import console, echo_json, format_option, repo_o
     help="Let FP32 layers use TF32 tensor cores (TensorRT's default; recorded in the sidecar).",
 )
 @click.option("--device", type=int, default=0, show_default=True, help="CUDA device index.")
+@click.option("--force", is_flag=True, help="Discard files deploykit did not write in the variant's 1/ folder.")
 @format_option("table", "json")
 def command(
     name: str,
@@ -56,6 +57,7 @@ def command(
     profiling_verbosity: str,
     tf32: bool,
     device: int,
+    force: bool,
     fmt: str,
 ) -> None:
     """Build NAME's ONNX variant into a strongly typed TensorRT engine and verify its precision.
@@ -86,6 +88,7 @@ def command(
             profiling_verbosity=profiling_verbosity,
             tf32=tf32,
             device=device,
+            force=force,
             progress=lambda message: status.update(message),
         )
     for warning in result.warnings:

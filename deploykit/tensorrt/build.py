@@ -237,12 +237,15 @@ def build_engine(
     device: int = 0,
     progress: Progress | None = None,
     tf32: bool = True,
+    force: bool = False,
 ) -> BuildResult:
     """Build, verify and store ``<name>_trt_<precision>``.
 
     Raises UsageError for bad options (before any slow work), MissingDependencyError when
     TensorRT is not installed, CheckFailedError when the graph or the built engine does not
     carry ``precision``; nothing is written to the repository unless every check passed.
+    Over an existing engine, other versions and files are kept; files deploykit did not write
+    in ``1/`` need ``force``.
     """
     say = progress or (lambda _msg: None)
     validate_name(name)
@@ -251,6 +254,7 @@ def build_engine(
     )
     repository = repo if isinstance(repo, ModelRepository) else ModelRepository(repo)
     repository.check_writable()
+    repository.check_replaceable(name, "trt", precision, force=force)
     trt = load_tensorrt()  # before exporting anything: no point making ONNX that cannot be built
     require_cuda(device)
 
@@ -275,6 +279,7 @@ def build_engine(
         config_pbtxt=trt_config_pbtxt(variant, input_spec, output_spec, settings.profile.max),
         sidecar=engine_sidecar(record),
         parent=parent.variant,
+        force=force,
     )
     return BuildResult(artifact=artifact, record=record, made_parent=made_parent, warnings=tuple(compiled.messages.notes))
 
