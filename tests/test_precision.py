@@ -188,6 +188,20 @@ def test_image_folder_calibration(tmp_path):
         load_folder(tmp_path / "imgs", TINY_PRE, 8, size=7)
 
 
+def test_calibration_folder_with_symlink_loops_counts_each_image_once(tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    (tmp_path / "imgs" / "cat").mkdir(parents=True)
+    for i in range(2):
+        Image.fromarray(rng.integers(0, 255, (12, 16, 3), dtype=np.uint8)).save(tmp_path / "imgs" / "cat" / f"{i}.png")
+    (tmp_path / "imgs" / "cat" / "loop").symlink_to(tmp_path / "imgs")  # 2 images became 902
+    (tmp_path / "imgs" / "cat" / "again").symlink_to(tmp_path / "imgs" / "cat")  # two loops hung
+    with pytest.raises(UsageError, match="only 2 images, fewer than --calib-size 3"):
+        load_folder(tmp_path / "imgs", TINY_PRE, 8, size=3)
+    assert load_folder(tmp_path / "imgs", TINY_PRE, 8, size=2).array.shape == (2, 3, 8, 8)
+
+
 def test_sample_photos_are_augmented_and_flagged_as_demo():
     a = load_samples(TINY_PRE, 8, size=16, seed=0)
     b = load_samples(TINY_PRE, 8, size=16, seed=0)
