@@ -225,28 +225,10 @@ def _calibration_info(job: _Job, conversion: dict[str, Any], cached: bool) -> Ca
 
 
 def _config_pbtxt(variant: str, inputs: TensorSpec, outputs: TensorSpec, max_batch: int) -> str:
-    """The variant's Triton config (ONNX Runtime platform; batch dimension left out when batching)."""
-    from deploykit.triton.config import (
-        PLATFORMS,
-        TensorConfig,
-        TritonModelConfig,
-        default_preferred,
-    )
+    """The variant's Triton config (ONNX Runtime on the CPU; batch dimension left out when batching)."""
+    from deploykit.triton.config import TritonModelConfig
 
-    dynamic = max_batch > 0
-
-    def tensor(spec: TensorSpec) -> TensorConfig:
-        return TensorConfig(spec.name, spec.dtype, spec.shape[1:] if dynamic else spec.shape)
-
-    return TritonModelConfig(
-        name=variant,
-        platform=PLATFORMS["onnx"],
-        max_batch_size=max_batch,
-        inputs=(tensor(inputs),),
-        outputs=(tensor(outputs),),
-        instance_kind="KIND_CPU",
-        preferred_batch_sizes=default_preferred(max_batch) if dynamic else (),
-    ).render()
+    return TritonModelConfig.for_variant(variant, "onnx", [inputs], [outputs], max_batch, instance_kind="KIND_CPU").render()
 
 
 def _write(job: _Job, produced: Path, conversion: dict[str, Any], calibration: CalibrationInfo, force: bool = False) -> Any:

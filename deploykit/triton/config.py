@@ -80,6 +80,27 @@ class TritonModelConfig:
     max_queue_delay_us: int = 100
     parameters: tuple[tuple[str, str], ...] = ()  # free-form key/value facts (``parameters`` map)
 
+    @classmethod
+    def for_variant(
+        cls, name: str, fmt: str, inputs: Any, outputs: Any, max_batch_size: int, **options: Any
+    ) -> TritonModelConfig:
+        """A variant's config from its ``TensorSpec``s (batch first): the batch dimension is left out
+        of the dims when batching (``max_batch_size > 0``), with the default preferred batch sizes."""
+        dynamic = max_batch_size > 0
+
+        def tensor(spec: Any) -> TensorConfig:
+            return TensorConfig(spec.name, spec.dtype, tuple(spec.shape[1:] if dynamic else spec.shape))
+
+        return cls(
+            name=name,
+            platform=PLATFORMS[fmt],
+            max_batch_size=max_batch_size,
+            inputs=tuple(tensor(s) for s in inputs),
+            outputs=tuple(tensor(s) for s in outputs),
+            preferred_batch_sizes=default_preferred(max_batch_size) if dynamic else (),
+            **options,
+        )
+
     def to_proto(self) -> Any:
         pb2 = model_config_pb2("writing Triton's config.pbtxt")
         config = pb2.ModelConfig(name=self.name, platform=self.platform, max_batch_size=self.max_batch_size)
