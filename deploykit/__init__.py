@@ -19,6 +19,8 @@ _LAZY = {
     "analyze_model": "deploykit.analyze",
     "export_onnx": "deploykit.export",
     "export_model": "deploykit.export",
+    "export_module": "deploykit.export",
+    "import_onnx": "deploykit.export",
     "get_runner": "deploykit.runtimes",
     "ModelRepository": "deploykit.repository",
     "Artifact": "deploykit.artifacts",

@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "analyze": ("analyze", "Per-layer table: shapes, activation memory, params, MACs."),
     "estimate": ("estimate", "Roofline bound per layer on GPUs (datasheets) and this CPU (measured)."),
     "export": ("export", "Export a zoo model to verified ONNX in the model repository."),
+    "import": ("import_onnx", "Check an ONNX classifier from elsewhere and add it to the model repository."),
     "quantize": ("quantize", "Make FP16 / INT8 ONNX variants of an exported model."),
     "build": ("build", "Build a strongly typed TensorRT engine from an ONNX variant."),
     "bench": ("bench", "Latency, throughput and memory per backend, precision and batch."),

@@ -20,6 +20,7 @@ PRECISIONS = ("fp32", "fp16", "int8")
     help="A state dict or checkpoint file (torch.save), or torchvision weights by name: DEFAULT, IMAGENET1K_V1, ...",
 )
 @click.option("--seed", type=int, default=0, show_default=True, help="Random init seed without --weights (recorded).")
+@click.option("--module", "factory", metavar="PKG.MOD:FACTORY", help="Export the nn.Module this factory returns as NAME.")
 @click.option("--num-classes", type=int, help="Classifier outputs (default 1000; must match --weights).")
 @click.option("--opset", type=int, default=18, show_default=True, help="ONNX opset to produce.")
 @click.option("--batch", type=int, help="Fix the batch size (default: dynamic batch).")
@@ -53,14 +54,17 @@ def command(name: str | None, all_models: bool, precision: str, fmt: str, **give
       deploykit export resnet50 --weights IMAGENET1K_V2
       deploykit export resnet18 --num-classes 10 --weights digits.pt --input-size 64
       deploykit export --all --input-size 64
+      deploykit export mynet --module mypackage.nets:build_net --input-size 160
     """
     precisions = split_list(precision, PRECISIONS, what="precision") or ["fp32"]
     if all_models and name:
         raise UsageError("give a model NAME or --all, not both")
     if not all_models and not name:
         raise UsageError("which model?", hint="deploykit export NAME (see `deploykit models`), or --all")
-    if all_models and given["weights"]:
-        raise UsageError("--weights fits one model, not --all", hint="export that model by name")
+    if all_models and (given["weights"] or given["factory"]):
+        raise UsageError("--weights and --module fit one model, not --all", hint="export that model by name")
+    if given["factory"] and given["weights"]:
+        raise UsageError("--module builds its own weights: drop --weights", hint="load them inside the factory")
     # Only what the user gave: the precision stage keeps its own defaults for the rest.
     calibration = {k: given.pop(k) for k in ("calib_data", "calib_size", "calib_method", "keep_io_types")}
     calibration = {k: v for k, v in calibration.items() if v is not None}
@@ -73,12 +77,22 @@ def command(name: str | None, all_models: bool, precision: str, fmt: str, **give
 
 # ---- one model ------------------------------------------------------------------------------
 def _export_one(name: str, options: dict[str, Any], extra: list[str], calibration: dict[str, Any], fmt: str) -> None:
-    from deploykit.export import export_model
+    from deploykit.export import export_factory, export_model
     from deploykit.export.render import render_one
 
     err = console(stderr=True)
+    factory = options.pop("factory")
     with err.status(f"{name}: starting", spinner="dots") as status:
-        result = export_model(name, progress=lambda step: status.update(f"{name}: {step}"), **options)
+
+        def progress(step: str) -> None:
+            status.update(f"{name}: {step}")
+
+        if factory:  # --weights was refused with --module; the factory's module has no card size
+            options = {**options, "input_size": options["input_size"] or 224}
+            options.pop("weights")
+            result = export_factory(factory, name, progress=progress, **options)
+        else:
+            result = export_model(name, progress=progress, **options)
         variants = _make_variants(name, options["repo"], extra, calibration, status.update)
     if fmt == "json":
         out = result.to_dict()
@@ -108,6 +122,8 @@ def _export_all(options: dict[str, Any], extra: list[str], calibration: dict[str
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from deploykit.export import ExportFailure, export_models
+
+    options = {k: v for k, v in options.items() if k != "factory"}
     from deploykit.export.render import render_all
     from deploykit.zoo import list_models
 

@@ -7,6 +7,8 @@
 - ``job``: :func:`export_model` / :func:`export_models`, the whole ``deploykit export`` job:
   build or load, export, verify, write ``<repo>/<name>_onnx_fp32/`` atomically with its Triton
   config and lineage sidecar.
+- ``module``: :func:`export_module` / :func:`export_factory`, any ``nn.Module`` through the same job.
+- ``onnx_import``: :func:`import_onnx`, an ONNX classifier from elsewhere, checked and written.
 - ``render``: the command's tables.
 """
 
@@ -30,6 +32,8 @@ from deploykit.export.job import (
     export_variant,
     imagenet_labels,
 )
+from deploykit.export.module import export_factory, export_module
+from deploykit.export.onnx_import import ImportResult, import_onnx
 from deploykit.export.verify import (
     DEFAULT_TOLERANCE,
     VERIFY_BATCH,
@@ -48,14 +52,18 @@ __all__ = [
     "ExportBatch",
     "ExportFailure",
     "ExportResult",
+    "ImportResult",
     "OnnxExport",
     "Parity",
     "compare_logits",
     "export_model",
     "export_models",
+    "export_factory",
+    "export_module",
     "export_onnx",
     "export_variant",
     "exporter_versions",
     "imagenet_labels",
+    "import_onnx",
     "verify_onnx",
 ]

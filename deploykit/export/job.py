@@ -13,7 +13,7 @@ import contextlib
 import gc
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -239,6 +239,32 @@ def _verify(name: str, origin: Origin, exported: OnnxExport, images: list, optio
     return parity
 
 
+@contextlib.contextmanager
+def scratch_space(repository: Any, name: str, kind: str) -> Iterator[Path]:
+    """Hidden scratch on the repository's file system (the final move is a rename), removed
+    whatever happens; a full disk is one error line (the scratch is gone by then)."""
+    from deploykit.artifacts import variant_name
+
+    variant = variant_name(name, "onnx", "fp32")
+    with no_space_is_an_error(repository.root, f"{kind}ing {variant}"), scratch_directory(repository.root, variant, kind) as scratch:
+        yield scratch
+
+
+def write_into_repository(
+    repository: Any, name: str, exported: OnnxExport, config: Any, record: dict, source: str, progress, force: bool = False
+) -> Artifact:
+    """Move the checked file (and its external data) into ``<name>_onnx_fp32/`` with config and sidecar, atomically."""
+
+    def write_model(target: Path) -> None:
+        for file in exported.files():
+            os.replace(file, target.parent / (target.name if file == exported.path else file.name))
+        _step(progress, "writing to the model repository")
+
+    return repository.write_variant(
+        name, "onnx", "fp32", write_model=write_model, config_pbtxt=config.render(), sidecar=record, parent=source, force=force
+    )
+
+
 def _export_into(repository: Any, name: str, origin: Origin, options: ExportOptions, progress: Progress | None, start: float) -> ExportResult:
     """Export, verify and write ``origin`` as ``<name>_onnx_fp32`` (scratch space inside the repository)."""
     from deploykit.artifacts import now_iso, variant_name
@@ -248,10 +274,8 @@ def _export_into(repository: Any, name: str, origin: Origin, options: ExportOpti
     if data_classes and len(data_classes) == origin.num_classes:
         origin.labels, origin.labels_source = data_classes, "class folders of --data"
     created = now_iso()
-    # Hidden scratch on the same file system (the final move is a rename), removed whatever happens;
-    # a full disk is one error line (the scratch is gone by then).
     variant = variant_name(name, "onnx", "fp32")
-    with no_space_is_an_error(repository.root, f"exporting {variant}"), scratch_directory(repository.root, variant, "export") as scratch:
+    with scratch_space(repository, name, "export") as scratch:
         _step(progress, f"exporting to ONNX (opset {options.opset})")
         size = origin.input_size
         exported = export_onnx(
@@ -263,16 +287,7 @@ def _export_into(repository: Any, name: str, origin: Origin, options: ExportOpti
         parity = _verify(name, origin, exported, images, options, progress)
         config = triton_config(variant, exported, options, origin)
         record = sidecar(origin, exported, parity, images_desc, config.max_batch_size, created)
-
-        def write_model(target: Path) -> None:
-            for file in exported.files():
-                os.replace(file, target.parent / (target.name if file == exported.path else file.name))
-            _step(progress, "writing to the model repository")
-
-        artifact = repository.write_variant(
-            name, "onnx", "fp32", write_model=write_model, config_pbtxt=config.render(), sidecar=record,
-            parent=origin.source, force=options.force,
-        )  # fmt: skip
+        artifact = write_into_repository(repository, name, exported, config, record, origin.source, progress, options.force)
     return ExportResult(
         model=name, artifact=artifact, opset=exported.opset, bytes=exported.bytes, parity=parity,
         dropped_keys=origin.dropped_keys, unsupported_ops=exported.unsupported_ops, seconds=time.perf_counter() - start,
@@ -282,8 +297,9 @@ def _export_into(repository: Any, name: str, origin: Origin, options: ExportOpti
     )  # fmt: skip
 
 
-def run_export(name: str, make_origin: Callable[[], Origin], repo: Any, options: ExportOptions, progress: Progress | None) -> ExportResult:
-    """The repository side shared by every entry: a failed first export leaves no trace."""
+def run_export(name: str, make_origin: Callable[[], Origin], repo: Any, options: ExportOptions, progress: Progress | None, into=None) -> Any:
+    """The repository side shared by every entry: a failed first export leaves no trace.
+    ``into(repository, name, origin, options, progress, start)`` does the work (default: export)."""
     from deploykit.repository import ModelRepository
 
     start = time.perf_counter()
@@ -294,7 +310,7 @@ def run_export(name: str, make_origin: Callable[[], Origin], repo: Any, options:
     repository.check_replaceable(name, "onnx", "fp32", force=options.force)
     try:
         origin = make_origin()
-        return _export_into(repository, name, origin, options, progress, start)
+        return (into or _export_into)(repository, name, origin, options, progress, start)
     except BaseException:
         if created_root:  # not even an empty folder
             with contextlib.suppress(OSError):

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 class Origin:
     """Where the exported network comes from, and what its sidecar says about it."""
 
-    module: nn.Module
+    module: nn.Module | None  # None for an imported ONNX file
     source: str  # "pytorch:resnet18"
     weights_id: str  # sha256 of the weights file, or of the state dict (random init, torchvision weights)
     weights: Any  # the sidecar's "weights" entry
@@ -123,7 +123,7 @@ def _libraries() -> dict[str, str]:
 
 
 def sidecar(
-    origin: Origin, exported: OnnxExport, parity: Parity, images: str, max_batch_size: int, created: str
+    origin: Origin, exported: OnnxExport, parity: Parity | None, images: str, max_batch_size: int, created: str
 ) -> dict[str, Any]:
     """The lineage sidecar ``deploykit.json`` of the ONNX FP32 variant (docs/export.md lists its fields)."""
     dynamic = exported.dynamic_batch
@@ -141,7 +141,9 @@ def sidecar(
         "opset": exported.opset,
         "exporter": dict(exported.exporter),
         "libraries": _libraries(),
-        "parity": {**parity.to_dict(), "runtime": "onnxruntime (CPUExecutionProvider)", "images_from": images},
+        "parity": {**parity.to_dict(), "runtime": "onnxruntime (CPUExecutionProvider)", "images_from": images}
+        if parity is not None
+        else None,
         "unsupported_tensorrt_ops": list(exported.unsupported_ops),
         "tensorrt_preflight": exported.tensorrt.to_dict(),
         "operators": dict(exported.operators),

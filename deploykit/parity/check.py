@@ -15,7 +15,12 @@ from deploykit.errors import DeployKitError, MissingDependencyError, UsageError
 from deploykit.parity.compare import Run, data_notes, run_batches
 from deploykit.parity.metrics import ReferenceSummary, check_reference, judge
 from deploykit.parity.record import check_recordable, sidecar_key, try_record
-from deploykit.parity.reference import exact_fp32, reference_module, reference_runner
+from deploykit.parity.reference import (
+    exact_fp32,
+    onnx_reference,
+    reference_module,
+    reference_runner,
+)
 from deploykit.parity.results import DataSummary, ParityReport, VariantResult
 from deploykit.parity.tolerances import Tolerance, resolve_tolerances
 
@@ -180,7 +185,7 @@ def _verdict(p: _Planned, run: Run, tol: Tolerance, reference: ReferenceSummary,
     """Judge one variant and, with ``write``, record the verdict in its sidecar."""
     metrics = run.accumulators[p.name].metrics()
     failures = judge(metrics, tol)
-    key = sidecar_key(p.backend, reference.details.get("weights_sha256"), data.sha256) if write else None
+    key = sidecar_key(p.backend, reference.name, reference.details.get("weights_sha256"), data.sha256) if write else None
     status = "fail" if failures else "pass"
     result = VariantResult(p.name, p.backend, p.precision, status, metrics, tol, failures, path=str(p.artifact.path), sidecar_key=key)
     if key:
@@ -216,7 +221,7 @@ def _validate(batch_size: Any, limit: Any) -> None:
 def _pass(ref: Runner, runners: Mapping[str, Runner], batches: Any, facts: dict, empty: DataSummary, max_flips: int, progress: bool, total: int):
     """One pass over the data: the run, the reference summary (guarded) and the data summary."""
     run = run_batches(ref, runners, batches, max_flips, progress, total)
-    ref_summary = run.reference.summary("torch-fp32", {**ref.describe(), **facts})
+    ref_summary = run.reference.summary(ref.name, {**ref.describe(), **facts})
     check_reference(ref_summary)
     return run, ref_summary, replace(empty, images=run.images, labeled=run.labeled, sha256=run.sha256)
 
@@ -276,15 +281,15 @@ def check(
     from deploykit.repository import ModelRepository
 
     _validate(batch_size, limit)
-    tols, plan = resolve_tolerances(tolerances), _plan(ModelRepository(repo), model, backends, precisions)
+    tols, repository = resolve_tolerances(tolerances), ModelRepository(repo)
+    plan = _plan(repository, model, backends, precisions)
     runnable, results = _split(plan, write_sidecar)
     if not runnable:
         return _nothing_checked(model, data, results)
     first = runnable[0].artifact
     classes = _classes(num_classes or first.num_classes or 1000)
     items, source, notes = _items(data, labels, limit, classes)  # bad data fails before any model loads
-    module, weights_facts, weight_notes = reference_module(first, reference, weights, classes)
-    notes.extend(weight_notes)
+    module, weights_facts = reference_module(first, reference, weights, classes, notes)
     with exact_fp32(), contextlib.ExitStack() as stack:
         runners, errors = _open_runners(stack, runnable)
         results.extend(errors)
@@ -293,7 +298,7 @@ def check(
         ref_summary = ReferenceSummary("torch-fp32", weights_facts, 0, 0, 0.0, 0.0, 0.0)
         data_summary = DataSummary(source, 0, False, "", asdict(pre))
         if runners:
-            ref = stack.enter_context(reference_runner(module, device=device, input_size=size))
+            ref = stack.enter_context(reference_runner(module, device, size) if module else onnx_reference(repository, model))
             batches = datalib.iter_batches(items, batch_size, pre)
             run, ref_summary, data_summary = _pass(ref, runners, batches, weights_facts, data_summary, max_flips, progress, len(items))
             notes.extend(n for n in data_notes(run.images, run.labeled) if n not in notes)

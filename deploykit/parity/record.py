@@ -13,9 +13,9 @@ from deploykit.artifacts import SIDECAR, Artifact
 PARITY_SECTION = "parity_checks"
 
 
-def sidecar_key(backend: str, weights_sha: str | None, data_sha: str) -> str:
+def sidecar_key(backend: str, reference: str, weights_sha: str | None, data_sha: str) -> str:
     weights = weights_sha[:12] if weights_sha else "module"
-    return f"{backend} vs torch-fp32 weights:{weights} data:{data_sha[:12]}"
+    return f"{backend} vs {reference} weights:{weights} data:{data_sha[:12]}"
 
 
 def record(artifact: Artifact, key: str, entry: dict[str, Any]) -> None:

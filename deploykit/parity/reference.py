@@ -90,19 +90,26 @@ def reference_module(
     module: nn.Module | None,
     weights: str | os.PathLike | None,
     num_classes: int,
-) -> tuple[nn.Module, dict[str, Any], list[str]]:
-    """The reference network for ``artifact``, facts about its weights, and warnings."""
-    notes: list[str] = []
+    notes: list[str],
+) -> tuple[nn.Module | None, dict[str, Any]]:
+    """The reference network for ``artifact`` and facts about its weights (warnings go to
+    ``notes``); the network is None when the reference is the FP32 ONNX file itself
+    (see :func:`onnx_reference`)."""
     exported_sha = artifact.weights_sha256
     if module is not None:
-        return module, {"weights": "module passed by the caller"}, notes
+        return module, {"weights": "module passed by the caller"}
     from deploykit.checkpoints import load_weights
     from deploykit.weights import rebuild
     from deploykit.zoo import get_model
 
     model = artifact.model
     if weights is None and (rebuilt := rebuild(artifact, num_classes)) is not None:
-        return rebuilt[0], rebuilt[1], notes  # random init from its seed, or published weights
+        return rebuilt[0], rebuilt[1]  # random init from its seed, published weights, a factory
+    entry = artifact.meta.get("weights")
+    if weights is None and isinstance(entry, dict) and entry.get("kind") in ("onnx", "module"):
+        what = "an imported ONNX file" if entry["kind"] == "onnx" else "a module exported without a factory"
+        notes.append(f"the reference is the FP32 ONNX file under ONNX Runtime: {model} is {what}, with no PyTorch source to run")
+        return None, {"weights": f"{model}_onnx_fp32 under onnxruntime", "weights_sha256": entry.get("sha256")}
     net = get_model(model, num_classes=num_classes)
     if weights is None:
         # Fresh random weights are not the ones the variant was exported from: every
@@ -124,4 +131,11 @@ def reference_module(
             f"--weights {weights} (sha256 {report.sha256[:12]}...) is not the file the variant was "
             f"exported from ({exported_sha[:12]}...): differences may be the weights, not the conversion"
         )
-    return net, {"weights": str(weights), "weights_sha256": report.sha256}, notes
+    return net, {"weights": str(weights), "weights_sha256": report.sha256}
+
+
+def onnx_reference(repo: Any, model: str) -> Runner:
+    """The FP32 ONNX variant under ONNX Runtime: the reference of a model with no PyTorch source."""
+    from deploykit.runtimes import get_runner
+
+    return get_runner("onnxruntime", repo.get(model, "onnx", "fp32"), name="onnxruntime-fp32")
