@@ -61,8 +61,10 @@ def command(name: str | None, all_models: bool, precision: str, fmt: str, **give
         raise UsageError("give a model NAME or --all, not both")
     if not all_models and not name:
         raise UsageError("which model?", hint="deploykit export NAME (see `deploykit models`), or --all")
-    if all_models and (given["weights"] or given["factory"]):
-        raise UsageError("--weights and --module fit one model, not --all", hint="export that model by name")
+    for option in ("weights", "factory"):
+        if all_models and given[option]:
+            flag = "--weights" if option == "weights" else "--module"
+            raise UsageError(f"{flag} fits one model, not --all", hint="export that model by name")
     if given["factory"] and given["weights"]:
         raise UsageError("--module builds its own weights: drop --weights", hint="load them inside the factory")
     # Only what the user gave: the precision stage keeps its own defaults for the rest.
