@@ -89,6 +89,7 @@ def export_module(
     max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
     tolerance: float = DEFAULT_TOLERANCE,
     progress: Progress | None = None,
+    force: bool = False,
 ) -> ExportResult:
     """Any image classifier ``module`` (one N x 3 x H x W tensor in, one logits tensor out) to
     ``<repo>/<name>_onnx_fp32/``, with the same verification, sidecar and Triton config as a
@@ -102,7 +103,7 @@ def export_module(
     validate_name(name)
     _positive(input_size, "input_size", 16, 4096)
     _positive(num_classes, "num_classes", 1, 1_000_000)
-    options = ExportOptions(opset, batch, max_batch_size, tolerance, data)
+    options = ExportOptions(opset, batch, max_batch_size, tolerance, data, force=force)
     entry = {"kind": "module", "factory": factory, "seed": seed}
 
     def make_origin() -> Origin:
