@@ -82,7 +82,7 @@ def _trained_weights(name: str, split, cache: Path) -> Path:
 
 
 def accuracy(name: str, split, folder: Path, cache: Path, calib_size: int) -> dict:
-    from deploykit import onnx_checks
+    from deploykit import onnx_io
     from deploykit.export import export_model
     from deploykit.precision import quantize_onnx_int8
     from deploykit.repository import ModelRepository
@@ -108,8 +108,8 @@ def accuracy(name: str, split, folder: Path, cache: Path, calib_size: int) -> di
         "delta_points": round((acc["int8 weights (DQ only)"] - acc["fp32 weights (Q/DQ)"]) * 100, 3),
         "agreement": float((old.argmax(1) == new.argmax(1)).mean()),
         "max_abs_logit_diff": float(np.abs(old - new).max()),
-        "bytes": {"fp32": onnx_checks.model_file_bytes(fp32), "int8_fp32_weights": onnx_checks.model_file_bytes(old_path),
-                  "int8_int8_weights": onnx_checks.model_file_bytes(new_path)},
+        "bytes": {"fp32": onnx_io.model_file_bytes(fp32), "int8_fp32_weights": onnx_io.model_file_bytes(old_path),
+                  "int8_int8_weights": onnx_io.model_file_bytes(new_path)},
     }
 
 
@@ -139,7 +139,7 @@ def _time_interleaved(runners: dict, batch: np.ndarray, warmup: int, rounds: int
 
 
 def latency(name: str, repo_root: Path, args) -> dict:
-    from deploykit import onnx_checks
+    from deploykit import onnx_io
     from deploykit.export import export_model
     from deploykit.precision import make_variant
     from deploykit.repository import ModelRepository
@@ -168,7 +168,7 @@ def latency(name: str, repo_root: Path, args) -> dict:
             runner.deactivate()
     rows = [{"backend": b, "precision": p, **t} for (b, p), t in timed.items()]
     best = {p: min((r for r in rows if r["precision"] == p), key=lambda r: r["p50_ms"]) for p in paths}
-    size = {p: onnx_checks.model_file_bytes(path) for p, path in paths.items()}
+    size = {p: onnx_io.model_file_bytes(path) for p, path in paths.items()}
     return {
         "model": name,
         "batch": args.batch,

@@ -55,14 +55,14 @@ def _trained(name: str, split, cache: Path, epochs: int | None):
 
 
 def _row(label: str, logits: np.ndarray, ref: np.ndarray, y: np.ndarray, path: Path, **extra) -> dict:
-    from deploykit import onnx_checks
+    from deploykit import onnx_io
 
     return {
         "variant": label,
         "accuracy": round(float((logits.argmax(1) == y).mean()), 4),
         "agreement": round(float((logits.argmax(1) == ref.argmax(1)).mean()), 4),
         "max_abs_logit_diff": round(float(np.abs(logits - ref).max()), 4),
-        "bytes": onnx_checks.model_file_bytes(path),
+        "bytes": onnx_io.model_file_bytes(path),
         **extra,
     }
 

@@ -1,8 +1,7 @@
 """A pre-flight of an ONNX graph against the operators TensorRT's ONNX parser supports.
 
 Graph facts (operator counts, opset) come from ``deploykit.onnx_graph``; ONNX writing (save,
-slim, checker, shape inference, external data) lives in ``deploykit.onnx_io``; both are
-re-exported here under their old names for callers not yet switched.
+slim, checker, shape inference, external data) lives in ``deploykit.onnx_io``.
 The TensorRT operator list is data (``deploykit/data/trt_onnx_ops.json``) with its source
 URL and TensorRT version, so updating it for a new release is a data change.
 """
@@ -17,16 +16,6 @@ from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 from deploykit.onnx_graph import DEFAULT_DOMAINS, main_opset, operator_counts, subgraphs
-from deploykit.onnx_io import (  # noqa: F401  (old names, kept for callers not yet switched)
-    EXTERNAL_DATA_THRESHOLD,
-    PROTOBUF_LIMIT,
-    check_model,
-    external_data_files,
-    infer_shapes_in_place,
-    model_file_bytes,
-    save_model,
-    slim,
-)
 
 if TYPE_CHECKING:
     import onnx
