@@ -13,6 +13,7 @@ from typing import Any
 from deploykit.bench.config import describe_config
 from deploykit.bench.results import BenchResult, BenchRun
 from deploykit.estimate.check import bench_efficiency
+from deploykit.runtimes.base import MEMORY_FIELDS, memory_total
 
 ROOFLINE_NOTE = (
     "% roofline: img/s over deploykit estimate's per-layer roofline for the same model, precision "
@@ -53,6 +54,7 @@ CSV_COLUMNS = (
     "gpu_weights_bytes",
     "gpu_activations_bytes",
     "gpu_io_bytes",
+    "gpu_engine_scratch_bytes",
     "h2d_ms",
     "compute_ms",
     "d2h_ms",
@@ -88,8 +90,8 @@ def result_row(result: BenchResult) -> dict[str, Any]:
         "achieved_gbps": result.achieved_gbps,
         "copy_fraction": result.copy_fraction,
         "peak_rss_bytes": result.peak_rss_bytes,
-        "device_memory_bytes": result.device_memory_bytes,
-        **{f"gpu_{k}": (result.device_memory or {}).get(k) for k in ("weights_bytes", "activations_bytes", "io_bytes")},
+        "device_memory_bytes": gpu_memory_total(result),
+        **{f"gpu_{k}": (result.device_memory or {}).get(k) for k in (*MEMORY_FIELDS, "engine_scratch_bytes")},
         **{f"{k}_ms": (result.phases_ms or {}).get(k) for k in ("h2d", "compute", "d2h", "end_to_end")},
         "artifact": result.artifact or "",
         "artifact_bytes": result.artifact_bytes,
@@ -126,8 +128,14 @@ def _ms(value: float | None) -> str:
 
 def _gpu_memory_cell(result: BenchResult) -> str:
     mem = result.device_memory or {}
-    parts = [mem.get(k) for k in ("weights_bytes", "activations_bytes", "io_bytes")]
+    parts = [mem.get(k) for k in MEMORY_FIELDS]
     return "/".join(_fmt(p, ".0f", 1e-6) for p in parts) if any(p is not None for p in parts) else "-"
+
+
+def gpu_memory_total(result: BenchResult) -> int | None:
+    """"GPU MB": weights + activations + I/O, measured alike (free-memory drops) for every GPU
+    backend; results without the three fields (older JSON) show none rather than another measure."""
+    return memory_total(result.device_memory)
 
 
 def table_rows(run: BenchRun) -> tuple[list[str], list[list[str]], list[str]]:
@@ -151,7 +159,7 @@ def table_rows(run: BenchRun) -> tuple[list[str], list[list[str]], list[str]]:
         ("% copy", lambda r: _fmt(r.copy_fraction, ".1f", 100.0)),
         ("% roofline", lambda r: _fmt(bench_efficiency(r, run.machine), ".0f", 100.0)),
         ("RSS MB", lambda r: _fmt(r.peak_rss_bytes, ".0f", 1e-6)),
-        ("GPU MB", lambda r: _fmt(r.device_memory_bytes, ".0f", 1e-6)),
+        ("GPU MB", lambda r: _fmt(gpu_memory_total(r), ".0f", 1e-6)),
         ("weights/act/IO MB", _gpu_memory_cell),
         ("H2D/D2H ms", lambda r: "/".join(_ms((r.phases_ms or {}).get(k)) for k in ("h2d", "d2h")) if r.phases_ms else "-"),
         ("file MB", lambda r: _fmt(r.artifact_bytes, ".1f", 1e-6)),

@@ -28,6 +28,17 @@ class LayerTime:
     time_ms: float
 
 
+# Device memory of a GPU runner, each part a drop in the device's free memory (runner.memory)
+MEMORY_FIELDS = ("weights_bytes", "activations_bytes", "io_bytes")
+
+
+def memory_total(memory: dict[str, Any] | None) -> int | None:
+    """Weights + activations + I/O bytes when all three were measured, else None: one measure
+    for every GPU backend ("GPU MB"), never a mix of allocator peaks and engine figures."""
+    parts = [(memory or {}).get(k) for k in MEMORY_FIELDS]
+    return int(sum(parts)) if all(p is not None for p in parts) else None
+
+
 class Runner(abc.ABC):
     """A loaded model on one backend. Use as a context manager::
 

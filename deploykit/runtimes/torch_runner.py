@@ -19,7 +19,7 @@ from torch import nn
 
 from deploykit.artifacts import Artifact
 from deploykit.errors import DeployKitError, UsageError
-from deploykit.runtimes.base import Runner, TensorSpec
+from deploykit.runtimes.base import Runner, TensorSpec, memory_total
 from deploykit.runtimes.torch_staging import MemoryDelta, StagedIO, free_device_bytes
 
 
@@ -303,13 +303,9 @@ class TorchRunner(Runner):
             torch.cuda.synchronize(self.device)
 
     def device_memory_bytes(self) -> int | None:
-        """Weights + activations + I/O when measured (:meth:`staged_io`), else the allocator's peak."""
-        if self.kind != "cuda" or not torch.cuda.is_available():
-            return None
-        parts = [self.memory.get(k) for k in ("weights_bytes", "activations_bytes", "io_bytes")]
-        if all(p is not None for p in parts):
-            return int(sum(parts))
-        return int(torch.cuda.max_memory_allocated(self.device))
+        """Weights + activations + I/O once all three are measured (:meth:`staged_io`), else None:
+        the same measure as the TensorRT runner's, never the allocator's peak."""
+        return memory_total(self.memory) if self.kind == "cuda" else None
 
     def device_memory(self) -> dict[str, Any] | None:
         """The separate device-memory fields (CUDA only): weights, activations/scratch, I/O."""
