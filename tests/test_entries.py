@@ -1,5 +1,5 @@
 """Models nobody here wrote enter the pipeline: any nn.Module (timm, random init) and any ONNX
-classifier file. Export, FP16, INT8 and parity run on them; parity's reference is the
+classifier file. Export, FP16, INT8, bench and parity run on them; parity's reference is the
 rebuilt module (a factory with a seed) or, without a PyTorch source, the FP32 ONNX file."""
 
 from __future__ import annotations
@@ -69,6 +69,17 @@ def test_parity_of_a_module_without_factory_uses_the_fp32_onnx_file(regnet_repo)
     by_precision = {r.precision: r for r in report.results}
     assert by_precision["fp32"].passed and by_precision["fp32"].metrics.max_abs_error == 0.0
     assert {r.status for r in report.results} <= {"pass", "fail"} and len(report.results) == 3
+
+
+def test_bench_runs_on_a_module_export(regnet_repo):
+    repo, _ = regnet_repo
+    result = _run("bench", "regnetx", "--repo", repo, "--backend", "torch,onnxruntime", "--precision", "fp32,int8",
+                  "--iterations", "2", "--warmup", "1", "--no-isolate", "--no-ceilings", "--format", "json")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)["results"]
+    measured = {(r["config"]["backend"], r["config"]["precision"]) for r in rows if r["status"] == "ok"}
+    assert measured == {("onnxruntime", "fp32"), ("onnxruntime", "int8")}
+    assert any("not a zoo model" in (r.get("reason") or "") for r in rows if r["config"]["backend"] == "torch")
 
 
 def test_export_module_cli_rebuilds_the_factory_for_parity(tmp_path, monkeypatch):

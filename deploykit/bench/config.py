@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
-from deploykit.errors import UsageError
+from deploykit.errors import DeployKitError, UsageError
 
 DEFAULT_ITERATIONS = 20
 DEFAULT_TOLERANCE = 0.05
@@ -144,6 +144,16 @@ def expand_matrix(
     ]
 
 
+def _exported(name: str, repo: Any) -> bool:
+    """True when ``repo`` holds ``name``'s FP32 ONNX variant (a model from export_module or an import)."""
+    from deploykit.repository import ModelRepository
+
+    try:
+        return ModelRepository(repo).find(name, "onnx", "fp32") is not None
+    except DeployKitError:  # an invalid name or a broken variant: the zoo check says it better
+        return False
+
+
 def plan_matrix(
     models: Sequence[str],
     backends: Sequence[str],
@@ -163,7 +173,8 @@ def plan_matrix(
     if not backends or not precisions or not batches:
         raise UsageError("--backend, --precision and --batch need at least one value each")
     for name in models:
-        get_card(name)  # an unknown model raises UsageError naming close matches
+        if not _exported(name, common.get("repo", "models")):
+            get_card(name)  # an unknown model raises UsageError naming close matches
     device = common.get("device", "cpu")
     if common.get("cuda_graphs") and device.split(":")[0] != "cuda":
         raise UsageError("--cuda-graphs needs --device cuda")

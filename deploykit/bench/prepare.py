@@ -113,9 +113,12 @@ def ensure_artifact(config: BenchConfig, input_size: int | None) -> Any:
 def _skipped_reason(config: BenchConfig) -> str | None:
     """Why the configuration does not apply here (the backend's row, installed, device), or None."""
     from deploykit.runtimes import get_backend
+    from deploykit.zoo import list_models
 
     row = get_backend(config.backend)
     reason = row.support_reason(config.device, config.precision) or row.unavailable_reason()
+    if reason is None and row.format is None and config.model not in list_models():
+        reason = f"{config.model} is not a zoo model: torch runs zoo networks; bench its ONNX variants"
     if reason is None and config.backend == "onnxruntime" and config.device_kind == "cuda":
         from deploykit.runtimes.onnxruntime_runner import device_unavailable_reason
 
@@ -124,6 +127,10 @@ def _skipped_reason(config: BenchConfig) -> str | None:
 
 
 def _cost_or_none(config: BenchConfig, input_size: int) -> dict[str, Any] | None:
+    from deploykit.zoo import list_models
+
+    if config.model not in list_models():
+        return None  # an imported or module-exported model: no analytic cost
     try:
         return model_cost(config.model, input_size, config.num_classes)
     except DeployKitError:
