@@ -155,3 +155,10 @@ def hash_matches(weight: Pretrained, sha256: str) -> bool | None:
     """Whether ``sha256`` starts with the prefix in the file name (None when the name has none)."""
     prefix = _hash_prefix(weight.file.name)
     return None if prefix is None else sha256.startswith(prefix)
+
+
+def published() -> dict[str, list[str]]:
+    """Every zoo model with torchvision weights -> their names (``DEFAULT`` first), for ``deploykit models --weights``."""
+    from deploykit.zoo import get_card, list_models
+
+    return {name: names for name in list_models() if (names := available(get_card(name)))}

@@ -156,3 +156,11 @@ def test_pretrained_name_errors(tmp_path, torch_home):
     result = _run("export", "resnet18", "--weights", "DEFAULT", "--repo", repo)
     assert result.exit_code == 2 and f"delete {cached}" in " ".join(result.output.split())
     assert not repo.exists()
+
+
+def test_models_lists_the_published_weights():
+    result = _run("models", "--weights", "--format", "json")
+    assert result.exit_code == 0, result.output
+    table = json.loads(result.stdout)
+    assert table["resnet50"] == ["DEFAULT", "IMAGENET1K_V1", "IMAGENET1K_V2"] and table["googlenet"][0] == "DEFAULT"
+    assert "zfnet" not in table and "preact_resnet18" not in table
