@@ -65,6 +65,15 @@ class FileCheck:
     def to_dict(self) -> dict[str, Any]:
         return {"variant": self.variant, "sha256": self.sha256, "recorded_sha256": self.recorded, "matches": self.matches}
 
+    def warnings(self) -> tuple[str, ...]:
+        """The line a stage prints when it used a mismatched file because of ``--trust``."""
+        if self.matches:
+            return ()
+        return (
+            f"{self.variant}'s model file is not the one its sidecar describes (sha256 {self.sha256[:12]}, "
+            f"recorded {str(self.recorded)[:12]}); used as it is (--trust), with its real hash recorded",
+        )
+
 
 def check_model_file(artifact: Artifact, *, trust: bool = False) -> FileCheck:
     """Hash ``artifact``'s model file and compare it with the sha256 its sidecar recorded.

@@ -31,3 +31,25 @@ def digits_resnet18(request):
 def digits_preact_resnet18(request):
     """Zoo preact_resnet18 (a second family: BN-ReLU-conv blocks) trained on digits 32x32."""
     return _trained(request, "preact_resnet18")
+
+
+@pytest.fixture(scope="session")
+def replace_with_other_network():
+    """``replace(path)``: put another valid network in ``path`` (every weight of its first
+    convolution negated), as a user who swaps a variant's model file would; returns its sha256."""
+
+    def replace(path):
+        import onnx
+        from onnx import numpy_helper
+
+        from deploykit.fileio import sha256_file
+
+        model = onnx.load(str(path))
+        inits = {init.name: init for init in model.graph.initializer}
+        conv = next(n for n in model.graph.node if n.op_type == "Conv" and n.input[1] in inits)
+        weight = inits[conv.input[1]]
+        weight.CopyFrom(numpy_helper.from_array(-numpy_helper.to_array(weight), weight.name))
+        onnx.save(model, str(path))
+        return sha256_file(path)
+
+    return replace

@@ -447,6 +447,30 @@ def test_cli_success_exits_zero_with_json(tiny_repo):
         assert sum(layer["share"] for layer in r["layers"]) <= 1.0 + 1e-9
 
 
+@needs_onnx_backends
+@pytest.mark.slow
+def test_a_replaced_model_file_is_refused_before_timing_unless_trusted(tiny_repo, tmp_path, replace_with_other_network):
+    import shutil
+
+    repo = tmp_path / "models"
+    shutil.copytree(tiny_repo / "resnet18_onnx_fp32", repo / "resnet18_onnx_fp32")
+    replace_with_other_network(repo / "resnet18_onnx_fp32" / "1" / "model.onnx")
+    args = ["bench", "resnet18", "--backend", "onnxruntime", "--batch", "1", "--input-size", "32", "--num-classes", "10",
+            "--warmup", "1", "--iterations", "2", "--max-seconds", "1", "--repo", str(repo), "--no-build", "--no-isolate",
+            "--format", "json", "--no-ceilings"]
+    refused = CliRunner().invoke(cli, args)
+    assert refused.exit_code == 2, refused.output
+    assert "is not the file resnet18_onnx_fp32's sidecar describes" in refused.stderr
+    assert "or pass --trust" in refused.stderr and "Traceback" not in refused.output
+    assert json.loads(refused.stdout)["exit_code"] == 2  # the error object, no results: nothing was measured
+    with pytest.raises(UsageError, match="--trust"):
+        bench.run_matrix([_config(repo, iterations=2)], isolate=False, progress=False)
+
+    trusted = CliRunner().invoke(cli, [*args, "--trust"])
+    assert trusted.exit_code == 0, trusted.output
+    assert [r["status"] for r in json.loads(trusted.stdout)["results"]] == ["ok"]
+
+
 # ======================================================================================
 # the GPU check's python part, on CPU, with only torch + numpy importable
 # ======================================================================================

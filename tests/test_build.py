@@ -949,6 +949,26 @@ def test_build_without_tensorrt_says_how_to_get_it(tmp_path):
     assert not repo.exists() or list(repo.iterdir()) == []
 
 
+def test_a_replaced_onnx_parent_is_refused_before_tensorrt_is_needed(tmp_path, tiny_graphs, replace_with_other_network):
+    import onnx
+
+    from deploykit.repository import ModelRepository
+
+    repo = tmp_path / "models"
+    parent = ModelRepository(repo).write_variant(
+        "resnet18", "onnx", "fp32", write_model=lambda path: onnx.save(tiny_graphs["fp32"], str(path)),
+        config_pbtxt="", sidecar={"input": {"name": "input", "shape": [-1, 3, 8, 8]}}, parent="test:tiny",
+    )  # fmt: skip
+    replace_with_other_network(parent.path)
+    refused = _deploykit("build", "resnet18", "--repo", str(repo))
+    assert refused.returncode == 2, refused.stderr
+    assert "is not the file resnet18_onnx_fp32's sidecar describes" in refused.stderr
+    assert "re-create it with `deploykit export resnet18`, or pass --trust" in refused.stderr
+    assert "Traceback" not in refused.stderr and "tensorrt" not in refused.stderr.lower()  # refused first
+    trusted = _deploykit("build", "resnet18", "--repo", str(repo), "--trust")
+    assert trusted.returncode == 1 and "error: 'tensorrt' is needed" in trusted.stderr, trusted.stderr  # got past the check
+
+
 def test_build_help_and_bad_flags_work_without_tensorrt(tmp_path):
     help_text = _deploykit("build", "--help")
     assert help_text.returncode == 0, help_text.stderr

@@ -52,6 +52,7 @@ class BenchConfig:
     tf32: bool | None = None  # torch on CUDA, FP32: allow (True) or forbid (False) TF32; None: PyTorch's default
     end_to_end: bool = False  # GPU: the latency includes the pinned host<->device copies
     largest_batch: int | None = None  # the run's largest batch: an engine bench builds takes it
+    trust: bool = False  # run an artifact even if its file is not the one its sidecar hashed
 
     @property
     def device_kind(self) -> str:

@@ -12,7 +12,7 @@ from deploykit.bench.config import (
     validate_config,
     with_default_threads,
 )
-from deploykit.bench.prepare import prepare
+from deploykit.bench.prepare import check_artifact_files, prepare
 from deploykit.bench.results import BenchResult, BenchRun
 from deploykit.bench.worker import execute_job, finish_result, run_isolated
 
@@ -103,6 +103,7 @@ def run_matrix(
         wants_gpu = any(c.device_kind == "cuda" for c in configs)
         machine = describe_machine(probe_torch=wants_gpu).to_dict()
     configs = [with_default_threads(c, machine) for c in configs]
+    check_artifact_files(configs)  # a replaced model file is bad input: refused before any timing
     results: list[BenchResult] = []
     with _Progress(len(configs), progress) as bar:
         for config in configs:

@@ -110,6 +110,31 @@ def ensure_artifact(config: BenchConfig, input_size: int | None) -> Any:
     return _rebuild_engine(repo, config, input_size, artifact) if fmt == "trt" else artifact
 
 
+def check_artifact_files(configs: list[BenchConfig]) -> None:
+    """Refuse, before anything runs, an existing artifact whose file is not the one its sidecar
+    hashed (UsageError naming the command that re-creates it, or ``--trust``).
+
+    Only artifacts a configuration would run are checked; one the pipeline has yet to make is
+    fresh, and a broken sidecar is that configuration's failure (reported by :func:`prepare`).
+    """
+    from deploykit.repository import BrokenVariantError, ModelRepository, check_model_file
+    from deploykit.runtimes import get_backend
+
+    seen: set[tuple[str, str, str, str]] = set()
+    for config in configs:
+        fmt = get_backend(config.backend).format
+        key = (config.repo, config.model, str(fmt), config.precision)
+        if fmt is None or key in seen or _skipped_reason(config):
+            continue
+        seen.add(key)
+        try:
+            artifact = ModelRepository(config.repo).find(config.model, fmt, config.precision)
+        except BrokenVariantError:
+            continue
+        if artifact is not None:
+            check_model_file(artifact, trust=config.trust)
+
+
 def _skipped_reason(config: BenchConfig) -> str | None:
     """Why the configuration does not apply here (the backend's row, installed, device), or None."""
     from deploykit.runtimes import get_backend

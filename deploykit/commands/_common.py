@@ -35,6 +35,15 @@ def repo_option(default: str = "models"):
     )
 
 
+def trust_option(what: str):
+    """``--trust``: use ``what`` even if it is not the file its sidecar hashed (see ``check_model_file``)."""
+    return click.option(
+        "--trust",
+        is_flag=True,
+        help=f"Use {what} even if it is not the one its sidecar hashed (the real hash is recorded).",
+    )
+
+
 def split_list(value: str | None, valid: tuple[str, ...] | list[str] | None = None, what: str = "value") -> list[str]:
     """'fp32,int8' -> ['fp32', 'int8'], each checked against ``valid``."""
     items = [v.strip() for v in (value or "").split(",") if v.strip()]

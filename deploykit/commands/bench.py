@@ -7,7 +7,14 @@ import sys
 import click
 
 from deploykit.artifacts import PRECISIONS as PRECISION_CHOICES
-from deploykit.commands._common import console, format_option, repo_option, split_ints, split_list
+from deploykit.commands._common import (
+    console,
+    format_option,
+    repo_option,
+    split_ints,
+    split_list,
+    trust_option,
+)
 from deploykit.runtimes import BACKENDS
 
 BACKEND_CHOICES = tuple(BACKENDS)
@@ -47,6 +54,7 @@ MAX_BATCH = 1 << 20
 @click.option("--cuda-graphs", is_flag=True, help="torch on CUDA: capture and replay CUDA graphs.")
 @click.option("--compile", "compile", is_flag=True, help="torch: torch.compile the model.")
 @repo_option()
+@trust_option("an artifact's model file")
 @click.option("--no-build", is_flag=True, help="Fail instead of exporting / quantizing missing artifacts.")
 @click.option("--no-isolate", is_flag=True, help="Run every configuration in this process (faster, less fair).")
 @click.option("--peak-gflops", type=click.FloatRange(min=0, min_open=True), default=None,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from deploykit.commands._common import console, echo_json, format_option, repo_option
+from deploykit.commands._common import console, echo_json, format_option, repo_option, trust_option
 
 
 @click.command("build")
@@ -42,6 +42,7 @@ from deploykit.commands._common import console, echo_json, format_option, repo_o
     help="Let FP32 layers use TF32 tensor cores (TensorRT's default; recorded in the sidecar).",
 )
 @click.option("--device", type=int, default=0, show_default=True, help="CUDA device index.")
+@trust_option("the ONNX variant's model file")
 @click.option("--force", is_flag=True, help="Discard files deploykit did not write in the variant's 1/ folder.")
 @format_option("table", "json")
 def command(
@@ -58,6 +59,7 @@ def command(
     tf32: bool,
     device: int,
     force: bool,
+    trust: bool,
     fmt: str,
 ) -> None:
     """Build NAME's ONNX variant into a strongly typed TensorRT engine and verify its precision.
@@ -89,6 +91,7 @@ def command(
             tf32=tf32,
             device=device,
             force=force,
+            trust=trust,
             progress=lambda message: status.update(message),
         )
     for warning in result.warnings:

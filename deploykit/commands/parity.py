@@ -6,7 +6,14 @@ from typing import Any
 
 import click
 
-from deploykit.commands._common import console, echo_json, format_option, repo_option, split_list
+from deploykit.commands._common import (
+    console,
+    echo_json,
+    format_option,
+    repo_option,
+    split_list,
+    trust_option,
+)
 
 
 @click.command("parity")
@@ -40,6 +47,7 @@ from deploykit.commands._common import console, echo_json, format_option, repo_o
     help="Override a tolerance, e.g. fp16.agreement=0.98, int8.accuracy_drop=1, fp32.max_abs=none. Repeatable.",
 )
 @click.option("--max-flips", type=click.IntRange(0, 1000), default=10, show_default=True, help="Flipped images to list per variant.")
+@trust_option("a variant's model file")
 @click.option("--write/--no-write", "write_sidecar", default=True, show_default=True, help="Record each verdict in the variant's sidecar.")
 @repo_option()
 @format_option("table", "json")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from deploykit.commands._common import console, echo_json, format_option, repo_option
+from deploykit.commands._common import console, echo_json, format_option, repo_option, trust_option
 
 
 @click.command("quantize")
@@ -46,11 +46,7 @@ from deploykit.commands._common import console, echo_json, format_option, repo_o
     help="INT8: precision of the layers left unquantized (fp32 for CPUs, fp16 for TensorRT).",
 )
 @click.option("--no-cache", is_flag=True, help="Calibrate again even if this exact conversion is cached.")
-@click.option(
-    "--trust",
-    is_flag=True,
-    help="Use the FP32 model file even if it is not the one its sidecar hashed (the real hash is recorded).",
-)
+@trust_option("the FP32 model file")
 @click.option("--force", is_flag=True, help="Discard files deploykit did not write in the variant's 1/ folder.")
 @format_option("table", "json")
 def command(

@@ -59,6 +59,7 @@ class _Planned:
     artifact: Artifact | None
     skip: str | None
     broken: str | None = None  # the variant's sidecar is missing or corrupt: an error, never a pass
+    sha256: str | None = None  # the file's hash as checked (with --trust it may differ from the sidecar's)
 
     @property
     def name(self) -> str:
@@ -202,7 +203,7 @@ def _entry(p: _Planned, status: str, reference: ReferenceSummary, data: DataSumm
         "verdict": status,
         "backend": p.backend,
         "checked_at": now_iso(),
-        "model_sha256": p.artifact.meta.get("sha256"),
+        "model_sha256": p.sha256 or p.artifact.meta.get("sha256"),
         "reference": {"name": reference.name, **details},
         "data": asdict(data),
         "metrics": metrics.to_dict(),
@@ -232,9 +233,12 @@ def _classes(classes: Any) -> int:
     return classes
 
 
-def _split(plan: list[_Planned], write_sidecar: bool) -> tuple[list[_Planned], list[VariantResult]]:
-    """The variants to run, and the results of those that will not run (skipped, broken)."""
-    runnable = [p for p in plan if p.artifact]
+def _split(plan: list[_Planned], write_sidecar: bool, trust: bool) -> tuple[list[_Planned], list[VariantResult]]:
+    """The variants to run (each file checked against its sidecar's hash: a mismatch is refused
+    unless ``trust``), and the results of those that will not run (skipped, broken)."""
+    from deploykit.repository import check_model_file
+
+    runnable = [replace(p, sha256=check_model_file(p.artifact, trust=trust).sha256) for p in plan if p.artifact]
     for p in runnable if write_sidecar else ():
         check_recordable(p.artifact)  # a read-only repository is refused before minutes of work
     return runnable, [p.skipped() for p in plan if not p.artifact]
@@ -265,17 +269,17 @@ def check(
     write_sidecar: bool = True,
     max_flips: int = 10,
     progress: bool = False,
+    trust: bool = False,
 ) -> ParityReport:
     """Check ``model``'s variants in ``repo`` against the PyTorch FP32 reference.
 
-    For each backend and precision, ``<model>_onnx_<precision>`` (``_trt_`` for tensorrt)
-    must exist (else a UsageError naming the command that makes it); a backend not installed
-    here is skipped. ``precisions=None`` takes every precision present.
-    The reference is the zoo model with ``weights`` (or the caller's ``reference`` module),
-    run in FP32 with TF32 off on ``device``. ``data`` is an image folder (ImageFolder
-    layout gives labels; so does ``labels``, a file mapping file name -> class index) or
-    None for the sample photos. ``tolerances`` override :data:`DEFAULT_TOLERANCES` per
-    precision. Each checked variant's sidecar gets the verdict under ``parity_checks``.
+    Per backend and precision, ``<model>_onnx_<precision>`` (``_trt_`` for tensorrt) must exist
+    (else a UsageError naming the command that makes it) and be the file its sidecar hashed
+    (else a UsageError, unless ``trust``); a backend not installed here is skipped;
+    ``precisions=None``: every precision present. Reference: the zoo model with ``weights`` (or
+    ``reference``), FP32 with TF32 off on ``device``. ``data``: an image folder (ImageFolder
+    layout or ``labels``, a file name -> class index file) or None for the sample photos.
+    ``tolerances`` override :data:`DEFAULT_TOLERANCES`; verdicts go in the variants' sidecars.
     """
     from deploykit import data as datalib
     from deploykit.repository import ModelRepository
@@ -283,7 +287,7 @@ def check(
     _validate(batch_size, limit)
     tols, repository = resolve_tolerances(tolerances), ModelRepository(repo)
     plan = _plan(repository, model, backends, precisions)
-    runnable, results = _split(plan, write_sidecar)
+    runnable, results = _split(plan, write_sidecar, trust)
     if not runnable:
         return _nothing_checked(model, data, results)
     first = runnable[0].artifact

@@ -169,13 +169,7 @@ class _Job:
 
     @property
     def warnings(self) -> tuple[str, ...]:
-        check = self.parent_check
-        if check.matches:
-            return ()
-        return (
-            f"{check.variant}'s model file is not the one its sidecar describes (sha256 {check.sha256[:12]}, "
-            f"recorded {str(check.recorded)[:12]}); used as it is (--trust), with its real hash recorded",
-        )
+        return self.parent_check.warnings()
 
     def say(self, text: str) -> None:
         _say(self.progress, text)

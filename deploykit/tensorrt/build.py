@@ -32,7 +32,7 @@ from deploykit.errors import DeployKitError
 from deploykit.fileio import atomic_write_bytes
 from deploykit.onnx_graph import single_io
 from deploykit.pipeline import ensure_variant
-from deploykit.repository import ModelRepository, validate_name
+from deploykit.repository import FileCheck, ModelRepository, check_model_file, validate_name
 from deploykit.tensorrt.compatibility import gpu_info
 from deploykit.tensorrt.loading import (
     Messages,
@@ -238,14 +238,15 @@ def build_engine(
     progress: Progress | None = None,
     tf32: bool = True,
     force: bool = False,
+    trust: bool = False,
 ) -> BuildResult:
     """Build, verify and store ``<name>_trt_<precision>``.
 
     Raises UsageError for bad options (before any slow work), MissingDependencyError when
     TensorRT is not installed, CheckFailedError when the graph or the built engine does not
-    carry ``precision``; nothing is written to the repository unless every check passed.
-    Over an existing engine, other versions and files are kept; files deploykit did not write
-    in ``1/`` need ``force``.
+    carry ``precision``; nothing is written unless every check passed. An ONNX parent that is
+    not the file its sidecar hashed is refused before TensorRT is needed, unless ``trust``; over
+    an existing engine, files deploykit did not write in ``1/`` need ``force``.
     """
     say = progress or (lambda _msg: None)
     validate_name(name)
@@ -253,8 +254,7 @@ def build_engine(
         precision, min_batch, opt_batch, max_batch, workspace_mb, opt_level, timing_cache, profiling_verbosity, tf32
     )
     repository = repo if isinstance(repo, ModelRepository) else ModelRepository(repo)
-    repository.check_writable()
-    repository.check_replaceable(name, "trt", precision, force=force)
+    checked = _check_repository(repository, name, precision, force, trust)  # on any host, TensorRT or not
     trt = load_tensorrt()  # before exporting anything: no point making ONNX that cannot be built
     require_cuda(device)
 
@@ -270,7 +270,7 @@ def build_engine(
     engine_report = parse_engine_information(compiled.engine_json)
     check_engine_precision(engine_report, precision, variant)
 
-    record = _record(trt, parent, settings, compiled, (input_spec, output_spec), (engine_report, graph_report), device)
+    record = _record(trt, parent, settings, compiled, (input_spec, output_spec), (engine_report, graph_report), device, checked)
     artifact = repository.write_variant(
         name,
         "trt",
@@ -281,13 +281,31 @@ def build_engine(
         parent=parent.variant,
         force=force,
     )
-    return BuildResult(artifact=artifact, record=record, made_parent=made_parent, warnings=tuple(compiled.messages.notes))
+    notes = (*(checked.warnings() if checked else ()), *compiled.messages.notes)
+    return BuildResult(artifact=artifact, record=record, made_parent=made_parent, warnings=notes)
+
+
+def _check_repository(repository: ModelRepository, name: str, precision: str, force: bool, trust: bool) -> FileCheck | None:
+    """The engine can be written, and the existing ONNX parent's file is the one its sidecar
+    hashed (its check; None when the pipeline will make the parent)."""
+    repository.check_writable()
+    repository.check_replaceable(name, "trt", precision, force=force)
+    parent = repository.find(name, "onnx", precision)
+    return check_model_file(parent, trust=trust) if parent is not None else None
 
 
 def _record(
-    trt: ModuleType, parent: Artifact, settings: BuildSettings, compiled: _Compiled, io, reports, device: int
+    trt: ModuleType,
+    parent: Artifact,
+    settings: BuildSettings,
+    compiled: _Compiled,
+    io,
+    reports,
+    device: int,
+    checked: FileCheck | None,
 ) -> EngineBuildRecord:
-    """The facts of this build: ``io`` is (input, output), ``reports`` (engine report, graph report)."""
+    """The facts of this build: ``io`` is (input, output), ``reports`` (engine report, graph report);
+    ``checked`` the parent's file as hashed before the build (None when the pipeline made it now)."""
     import torch
 
     return EngineBuildRecord(
@@ -308,7 +326,7 @@ def _record(
         strongly_typed_flag=uses_strongly_typed_flag(trt.__version__),
         timing_cache_reused=compiled.reused_cache,
         cuda_version=torch.version.cuda,
-        parent_sha256=parent.meta.get("sha256"),
+        parent_sha256=checked.sha256 if checked else parent.meta.get("sha256"),
         preprocessing=parent.meta.get("preprocessing"),
         extra={"tensorrt_warnings": len(compiled.messages.warnings), "warnings": list(compiled.messages.notes)},
     )
