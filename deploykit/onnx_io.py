@@ -12,7 +12,7 @@ import contextlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from deploykit.errors import CheckFailedError
 
@@ -31,15 +31,16 @@ def _first_line(exc: BaseException, limit: int = 400) -> str:
     return (text[0] if text else type(exc).__name__)[:limit]
 
 
-def check_model(path: str | os.PathLike) -> None:
-    """``onnx.checker`` full check (it runs strict shape inference too) on a saved model.
+def check_model(path: str | os.PathLike, full_check: bool = True) -> None:
+    """``onnx.checker`` full check (it runs strict shape inference too) on a saved model;
+    ``full_check=False`` skips that inference (for a file whose shapes were just inferred strictly).
 
     Works on models with external data (the checker reads the file itself).
     """
     import onnx
 
     try:
-        onnx.checker.check_model(str(path), full_check=True)
+        onnx.checker.check_model(str(path), full_check=full_check)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
         raise CheckFailedError(
             f"the exported ONNX model fails onnx.checker: {_first_line(exc)}",
@@ -129,15 +130,31 @@ def save_model(model: onnx.ModelProto, path: str | os.PathLike, external_data_th
     return written[0] if written else None
 
 
-def external_data_files(path: str | os.PathLike) -> list[Path]:
-    """The external-data files a saved model refers to (empty for a self-contained file)."""
+def save_ir_model(model: Any, path: str | os.PathLike, external_data_threshold: int = EXTERNAL_DATA_THRESHOLD) -> Path | None:
+    """An ``onnx_ir`` model (the dynamo exporter's) to ``path``, as :func:`save_model` does for a
+    ``ModelProto``: above ``external_data_threshold`` bytes of weights they go to ``<path>.data``."""
+    import onnx_ir as ir
+
+    path = Path(path)
+    weights = sum(v.const_value.nbytes for g in model.graphs() for v in g.initializers.values() if v.const_value is not None)
+    if weights <= external_data_threshold:
+        ir.save(model, path)
+        return None
+    ir.save(model, path, external_data=f"{path.name}.data", size_threshold_bytes=1024)  # small constants stay inline
+    written = external_data_files(path)
+    return written[0] if written else None
+
+
+def external_data_files(path: str | os.PathLike, model: onnx.ModelProto | None = None) -> list[Path]:
+    """The external-data files a saved model refers to (empty for a self-contained file);
+    ``model`` is the file already read (weights left on disk), to save reading it again."""
     import onnx
     from onnx.external_data_helper import ExternalDataInfo, uses_external_data
 
     from deploykit.onnx_graph import subgraphs
 
     path = Path(path)
-    model = onnx.load(str(path), load_external_data=False)
+    model = onnx.load(str(path), load_external_data=False) if model is None else model
     files = set()
     for graph in subgraphs(model.graph):
         for tensor in graph.initializer:
@@ -146,10 +163,10 @@ def external_data_files(path: str | os.PathLike) -> list[Path]:
     return [path.parent / name for name in sorted(files)]
 
 
-def model_file_bytes(path: str | os.PathLike) -> int:
-    """Bytes on disk of a model and its external-data files."""
+def model_file_bytes(path: str | os.PathLike, model: onnx.ModelProto | None = None) -> int:
+    """Bytes on disk of a model and its external-data files (``model``: the file already read)."""
     path = Path(path)
-    return path.stat().st_size + sum(p.stat().st_size for p in external_data_files(path) if p.is_file())
+    return path.stat().st_size + sum(p.stat().st_size for p in external_data_files(path, model) if p.is_file())
 
 
 def remove_model_files(path: str | os.PathLike) -> None:

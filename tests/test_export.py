@@ -242,6 +242,25 @@ def test_reexport_keeps_other_versions_and_files_and_needs_force_to_discard_fore
 
 
 @pytest.mark.slow
+def test_torchscript_exporter_is_verified_and_recorded(tmp_path, tiny_zoo):
+    repo = tmp_path / "models"
+    result = _run("export", "dktest_tiny", "--num-classes", "7", "--exporter", "torchscript", "--repo", str(repo), "--format", "json")
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output)
+    assert out["parity"]["batch_sizes"] == [1, 8] and out["parity"]["compared"] == 9 and out["parity"]["max_rel"] < 1e-4
+    side = json.loads((repo / "dktest_tiny_onnx_fp32" / "deploykit.json").read_text())
+    assert side["exporter"]["exporter"] == "torch.onnx.export(dynamo=False)" and side["parity"]["passed"] is True
+    assert side["input"]["shape"] == [-1, 3, 32, 32] and side["output"]["shape"] == [-1, 7]
+    with OnnxRuntimeRunner(Path(out["path"])) as runner:  # the dynamic batch survives the legacy exporter
+        assert runner.infer(np.zeros((3, 3, 32, 32), np.float32)).shape == (3, 7)
+
+    # the help says the deprecation; a model that cheats in export fails with torchscript too
+    assert "deprecated upstream" in " ".join(_run("export", "--help").output.split())
+    cheat = _run("export", "dktest_cheat", "--num-classes", "5", "--exporter", "torchscript", "--repo", str(repo))
+    assert cheat.exit_code == 1 and "ONNX Runtime disagrees with PyTorch" in cheat.output
+
+
+@pytest.mark.slow
 def test_cli_all_goes_on_after_failures_and_exits_1(tmp_path, tiny_zoo, monkeypatch):
     import deploykit.zoo
 

@@ -1,9 +1,16 @@
 """``torch.onnx.export`` -> a checked ONNX file: the only module in deploykit that calls ``torch.onnx``.
 
 :func:`export_onnx` turns any ``nn.Module`` into an ONNX file with the maintained exporter
-(``torch.onnx.export(..., dynamo=True)``), checks the opset it really produced, slims the
-graph, runs ``onnx.checker`` and strict shape inference, and lists the operators TensorRT's
-ONNX parser would refuse. Models above 2 GB get ONNX external data on the same path.
+(``torch.onnx.export(..., dynamo=True)``) or, on request, the deprecated TorchScript one
+(``dynamo=False``), checks the opset it really produced, runs ``onnx.checker`` and strict
+shape inference, and lists the operators TensorRT's ONNX parser would refuse. Models above
+2 GB get ONNX external data on the same path.
+
+The dynamo exporter's program is written straight to the file (no in-memory ``ModelProto``
+copy of the weights) and already carries every tensor's shape and its own optimizer's
+constant folding, so it is neither slimmed nor rewritten by shape inference; the file is read
+back once for its checks. The TorchScript exporter's graph is slimmed (onnxslim) and its
+shapes inferred and written back.
 """
 
 from __future__ import annotations
@@ -30,7 +37,10 @@ if TYPE_CHECKING:
     from deploykit.onnx_checks import TrtPreflight
 
 DEFAULT_OPSET = 18
-EXPORTER = "torch.onnx.export(dynamo=True)"
+EXPORTERS = {"dynamo": "torch.onnx.export(dynamo=True)", "torchscript": "torch.onnx.export(dynamo=False)"}
+DEFAULT_EXPORTER = "dynamo"
+EXPORTER = EXPORTERS[DEFAULT_EXPORTER]
+TORCHSCRIPT_DEPRECATION = "deprecated upstream since torch 2.9 in favour of dynamo=True"
 _QUIET_LOGGERS = ("torch.onnx", "torch.export", "torch._export", "torch.fx", "torch._dynamo", "onnxscript", "onnx_ir")
 
 
@@ -83,11 +93,17 @@ class OnnxExport:
         }
 
 
-def exporter_versions() -> dict[str, str]:
+def exporter_versions(exporter: str = DEFAULT_EXPORTER) -> dict[str, str]:
     """The exporter and the libraries that shape its output, for sidecars and metadata."""
     from deploykit.artifacts import library_versions
 
-    return {"exporter": EXPORTER, **library_versions("torch", "onnx", "onnxscript", "onnx-ir", "onnxslim")}
+    return {"exporter": EXPORTERS[exporter], **library_versions("torch", "onnx", "onnxscript", "onnx-ir", "onnxslim")}
+
+
+def check_exporter(exporter: str) -> str:
+    if exporter not in EXPORTERS:
+        raise UsageError(f"unknown exporter {exporter!r}", hint=f"use one of: {', '.join(EXPORTERS)}")
+    return exporter
 
 
 @contextlib.contextmanager
@@ -168,18 +184,11 @@ def _run_forward(module: nn.Module, example: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def _torch_export(module, example, opset, dynamic_batch, input_name, output_name) -> onnx.ModelProto:
-    """``torch.onnx.export(dynamo=True)`` with a symbolic batch dimension (or a fixed one)."""
+def _dynamo_export(module, example, opset, dynamic_batch, input_name, output_name) -> Any:
+    """``torch.onnx.export(dynamo=True)`` with a symbolic batch dimension (or a fixed one): its ONNXProgram."""
     import torch
 
-    kwargs = dict(
-        dynamo=True,
-        opset_version=opset,
-        input_names=[input_name],
-        output_names=[output_name],
-        verbose=False,
-        optimize=True,
-    )
+    kwargs = dict(dynamo=True, opset_version=opset, input_names=[input_name], output_names=[output_name], verbose=False, optimize=True)
     attempts = [None]
     if dynamic_batch:
         # min=1 first; some torch versions specialize a 0/1-sized dim, where min=2 is the fix
@@ -197,12 +206,32 @@ def _torch_export(module, example, opset, dynamic_batch, input_name, output_name
                 break
         if program is None:  # pragma: no cover - only the legacy exporter returns None
             raise DeployKitError("torch.onnx.export returned no program")
-        return program.model_proto
+        return program
     assert last is not None
     hint = "report the model; a static --batch N sometimes avoids it" if dynamic_batch else None
     if dynamic_batch and _is_shape_constraint(last):
         hint = "the model fixes its batch size internally: export with a static --batch N"
     raise DeployKitError(f"torch.onnx.export failed: {_first_line(last)}", hint=hint) from last
+
+
+def _torchscript_export(module, example, opset, dynamic_batch, input_name, output_name) -> onnx.ModelProto:
+    """``torch.onnx.export(dynamo=False)``, the TorchScript exporter (deprecated upstream), in memory."""
+    import io
+
+    import onnx
+    import torch
+
+    axes = {input_name: {0: "batch"}, output_name: {0: "batch"}} if dynamic_batch else None
+    buffer = io.BytesIO()
+    with _quiet_exporter():
+        try:
+            torch.onnx.export(
+                module, (example,), buffer, dynamo=False, opset_version=opset, input_names=[input_name],
+                output_names=[output_name], dynamic_axes=axes, do_constant_folding=True,
+            )  # fmt: skip
+        except Exception as exc:  # the exporter raises many types; each becomes one message
+            raise DeployKitError(f"torch.onnx.export (TorchScript) failed: {_first_line(exc)}", hint="try --exporter dynamo") from exc
+    return onnx.load_model_from_string(buffer.getvalue())
 
 
 def _is_shape_constraint(exc: BaseException) -> bool:
@@ -235,22 +264,112 @@ def _checked_request(input_shape: Sequence[int], path: str | os.PathLike, opset:
     return shape, path
 
 
-def _trace(module: nn.Module, shape: tuple[int, ...], opset: int, dynamic_batch: bool, names: tuple[str, str]) -> onnx.ModelProto:
-    """The exported graph, with its opset and I/O checked (the module is restored to its mode)."""
+@dataclass
+class _Written:
+    """What the first half of an export left on disk, for :func:`check_written`."""
+
+    path: Path
+    external: Path | None
+    opset: int
+    dynamic_batch: bool
+    exporter: str
+    nodes_exported: int
+    notes: list[str]
+    start: float
+    external_data_threshold: int | None
+
+
+def _save_program(program: Any, path: Path, metadata: Mapping[str, Any] | None, threshold: int) -> Path | None:
+    """The dynamo program straight to ``path`` (onnx_ir; weights above ``threshold`` as external data)."""
+    from deploykit import onnx_io
+
+    model = program.model
+    for key, value in (metadata or {}).items():
+        model.metadata_props[str(key)] = value if isinstance(value, str) else json.dumps(value, default=str)
+    return onnx_io.save_ir_model(model, path, external_data_threshold=threshold)
+
+
+def write_onnx(
+    module: nn.Module, input_shape: Sequence[int], path: str | os.PathLike, *, opset: int = DEFAULT_OPSET,
+    dynamic_batch: bool = True, input_name: str = "input", output_name: str = "logits",
+    metadata: Mapping[str, Any] | None = None, slim: bool | None = None, external_data_threshold: int | None = None,
+    exporter: str = DEFAULT_EXPORTER, check_forward: bool = True,
+) -> _Written:  # fmt: skip
+    """The first half of :func:`export_onnx`: trace ``module`` and write the file, unchecked.
+
+    The caller may drop its last reference to ``module`` before :func:`check_written` (the
+    export job does, so the checks and the verification never hold the network and the ONNX
+    weights at once). ``check_forward=False`` skips the eager forward pass that turns a wrong
+    input size into a clear error, for callers that have just run the module themselves.
+    """
+    import torch
+
+    from deploykit import onnx_io
+
+    start = time.perf_counter()
+    shape, path = _checked_request(input_shape, path, opset)
+    check_exporter(exporter)
+    threshold = onnx_io.EXTERNAL_DATA_THRESHOLD if external_data_threshold is None else external_data_threshold
+    # Trace with a batch of 2 for a dynamic batch, so the exporter cannot specialize size 1.
+    example_batch = max(shape[0], 2) if dynamic_batch else shape[0]
+    example = torch.randn((example_batch, *shape[1:]), generator=torch.Generator().manual_seed(0))
+    names, notes = (input_name, output_name), []
+    was_training = module.training
+    module.eval()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        if check_forward:
+            _run_forward(module, example)
+        if exporter == "dynamo":
+            program = _dynamo_export(module, example, opset, dynamic_batch, *names)
+            nodes_exported = len(program.model.graph)
+            external = _save_program(program, path, metadata, threshold)
+            del program
+        else:
+            model = _torchscript_export(module, example, opset, dynamic_batch, *names)
+            nodes_exported = len(model.graph.node)
+            if slim is not False:
+                slimmed = onnx_io.slim(model)
+                model = slimmed.model
+                notes.extend([slimmed.note] if slimmed.note else [])
+                del slimmed
+            _set_metadata(model, metadata)
+            external = onnx_io.save_model(model, path, external_data_threshold=threshold)
+            del model
+    except BaseException:
+        onnx_io.remove_model_files(path)
+        raise
+    finally:
+        module.train(was_training)
+    written = _Written(path, external, opset, dynamic_batch, exporter, nodes_exported, notes, start, external_data_threshold)
+    if slim and exporter == "dynamo":
+        _slim_file(written)
+    return written
+
+
+def _slim_file(written: _Written) -> None:
+    """Slim a written file on request (the dynamo exporter's own optimizer has already folded it)."""
+    from deploykit import onnx_graph, onnx_io
+
+    threshold = onnx_io.EXTERNAL_DATA_THRESHOLD if written.external_data_threshold is None else written.external_data_threshold
+    slimmed = onnx_io.slim(onnx_graph.load_graph(written.path) if written.external is None else _load_all(written.path))
+    written.notes.extend([slimmed.note] if slimmed.note else [])
+    onnx_io.remove_model_files(written.path)
+    written.external = onnx_io.save_model(slimmed.model, written.path, external_data_threshold=threshold)
+
+
+def _load_all(path: Path) -> onnx.ModelProto:
+    import onnx
+
+    return onnx.load(str(path), load_external_data=True)
+
+
+def _check_graph(model: onnx.ModelProto, opset: int, dynamic_batch: bool) -> None:
+    """The produced opset, the batch dimension and one tensor in and out, read from the written graph."""
     import torch
 
     from deploykit.onnx_graph import main_opset
 
-    # Trace with a batch of 2 for a dynamic batch, so the exporter cannot specialize size 1.
-    example_batch = max(shape[0], 2) if dynamic_batch else shape[0]
-    example = torch.randn((example_batch, *shape[1:]), generator=torch.Generator().manual_seed(0))
-    was_training = module.training
-    module.eval()
-    try:
-        _run_forward(module, example)
-        model = _torch_export(module, example, opset, dynamic_batch, *names)
-    finally:
-        module.train(was_training)
     produced = main_opset(model)
     if produced != opset:
         raise UsageError(
@@ -268,7 +387,42 @@ def _trace(module: nn.Module, shape: tuple[int, ...], opset: int, dynamic_batch:
             f"the exported graph has {len(model.graph.input)} inputs and {len(model.graph.output)} outputs; "
             "deploykit deploys one image tensor in and one logits tensor out"
         )
-    return model
+
+
+def _missing_shapes(model: onnx.ModelProto) -> bool:
+    """Whether some node output of the main graph has no recorded type and shape."""
+    known = {v.name for v in model.graph.value_info} | {v.name for v in model.graph.output}
+    return any(name and name not in known for node in model.graph.node for name in node.output)
+
+
+def check_written(written: _Written) -> OnnxExport:
+    """The second half of :func:`export_onnx`: check the written file and describe it.
+
+    The file is read back once (weights left in external data). When it already records every
+    tensor's shape (the dynamo exporter's), ``onnx.checker``'s full check runs strict shape
+    inference as a check; otherwise shapes are inferred (strictly) and written back first.
+    On any failure the written files are removed.
+    """
+    from deploykit import onnx_graph, onnx_io
+
+    path = written.path
+    try:
+        saved = onnx_graph.load_graph(path)
+        _check_graph(saved, written.opset, written.dynamic_batch)
+        if _missing_shapes(saved):
+            del saved
+            onnx_io.infer_shapes_in_place(path)
+            onnx_io.check_model(path, full_check=False)  # the strict inference just ran
+            saved = onnx_graph.load_graph(path)
+        else:
+            onnx_io.check_model(path)
+    except BaseException:
+        onnx_io.remove_model_files(path)
+        raise
+    if written.external:
+        why = "the 2 GB protobuf limit" if written.external_data_threshold is None else f"{written.external_data_threshold:,} bytes"
+        written.notes.append(f"weights stored as ONNX external data in {written.external.name} (the model is above {why})")
+    return _describe(saved, written)
 
 
 def export_onnx(
@@ -281,8 +435,9 @@ def export_onnx(
     input_name: str = "input",
     output_name: str = "logits",
     metadata: Mapping[str, Any] | None = None,
-    slim: bool = True,
+    slim: bool | None = None,
     external_data_threshold: int | None = None,
+    exporter: str = DEFAULT_EXPORTER,
 ) -> OnnxExport:
     """Export ``module`` (any ``nn.Module`` with one tensor in and one tensor out) to ``path``.
 
@@ -290,7 +445,10 @@ def export_onnx(
     ``dynamic_batch`` the batch dimension is symbolic (``batch``) and the given batch is only
     the tracing example; otherwise it is fixed. The module is exported in eval mode (its
     training flag is restored afterwards). ``metadata`` goes into the model's
-    ``metadata_props`` (non-string values as JSON).
+    ``metadata_props`` (non-string values as JSON). ``exporter`` is ``"dynamo"`` (default) or
+    ``"torchscript"`` (deprecated upstream). ``slim`` (onnxslim) defaults to the TorchScript
+    exporter only: the dynamo exporter's optimizer already folds what onnxslim would (the same
+    node count on every zoo model).
 
     Raises UsageError when the installed exporter cannot produce ``opset`` (it silently
     moves requests below 18, and unknown ones, to 18: the produced opset is read back),
@@ -298,48 +456,34 @@ def export_onnx(
     Above ``external_data_threshold`` bytes (default: just under protobuf's 2 GB) the weights
     go to ``<path>.data``.
     """
-    from deploykit import onnx_io
-
-    start = time.perf_counter()
-    shape, path = _checked_request(input_shape, path, opset)
-    threshold = onnx_io.EXTERNAL_DATA_THRESHOLD if external_data_threshold is None else external_data_threshold
-    model = _trace(module, shape, opset, dynamic_batch, (input_name, output_name))
-    notes: list[str] = []
-    nodes_exported = len(model.graph.node)
-    if slim:
-        slimmed = onnx_io.slim(model)
-        model = slimmed.model
-        notes.extend([slimmed.note] if slimmed.note else [])
-    _set_metadata(model, metadata)
-    external = onnx_io.write_checked(model, path, external_data_threshold=threshold)
-    del model
-    if external:
-        why = "the 2 GB protobuf limit" if external_data_threshold is None else f"{threshold:,} bytes"
-        notes.append(f"weights stored as ONNX external data in {external.name} (the model is above {why})")
-    return _describe(path, external, dynamic_batch, nodes_exported, tuple(notes), start)
+    written = write_onnx(
+        module, input_shape, path, opset=opset, dynamic_batch=dynamic_batch, input_name=input_name,
+        output_name=output_name, metadata=metadata, slim=slim, external_data_threshold=external_data_threshold,
+        exporter=exporter,
+    )  # fmt: skip
+    return check_written(written)
 
 
-def _describe(path: Path, external: Path | None, dynamic_batch: bool, nodes_exported: int, notes: tuple[str, ...], start: float) -> OnnxExport:
-    """The :class:`OnnxExport` record of a written file (read back without its weights)."""
+def _describe(saved: onnx.ModelProto, written: _Written) -> OnnxExport:
+    """The :class:`OnnxExport` record of a written file, from the graph read back once."""
     from deploykit import onnx_graph, onnx_io
     from deploykit.onnx_checks import tensorrt_preflight
 
-    saved = onnx_graph.load_graph(path)
     operators = onnx_graph.operator_counts(saved)
     inputs, outputs = onnx_graph.graph_io(saved)
     return OnnxExport(
-        path=path,
+        path=written.path,
         opset=int(onnx_graph.main_opset(saved) or 0),
         input=inputs[0],
         output=outputs[0],
-        dynamic_batch=dynamic_batch,
-        bytes=onnx_io.model_file_bytes(path),
-        external_data=external,
+        dynamic_batch=written.dynamic_batch,
+        bytes=onnx_io.model_file_bytes(written.path, saved),
+        external_data=written.external,
         operators=operators,
         tensorrt=tensorrt_preflight(saved, operators),
-        nodes_exported=nodes_exported,
+        nodes_exported=written.nodes_exported,
         nodes=len(saved.graph.node),
-        exporter=exporter_versions(),
-        notes=notes,
-        seconds=time.perf_counter() - start,
+        exporter=exporter_versions(written.exporter),
+        notes=tuple(written.notes),
+        seconds=time.perf_counter() - written.start,
     )

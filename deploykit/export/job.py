@@ -22,14 +22,24 @@ import numpy as np
 
 from deploykit.errors import CheckFailedError, DeployKitError, UsageError
 from deploykit.export.exporter import (
+    DEFAULT_EXPORTER,
     DEFAULT_OPSET,
     OnnxExport,
     _check_opset_request,
     _first_line,
-    export_onnx,
+    _run_forward,
+    check_exporter,
+    check_written,
+    write_onnx,
 )
 from deploykit.export.record import Origin, onnx_metadata, sidecar, tensorrt_notes, triton_config
-from deploykit.export.verify import DEFAULT_TOLERANCE, VERIFY_BATCH, Parity, verify_onnx
+from deploykit.export.verify import (
+    DEFAULT_TOLERANCE,
+    VERIFY_BATCH,
+    Parity,
+    reference_logits,
+    verify_against,
+)
 from deploykit.fileio import no_space_is_an_error, scratch_directory
 from deploykit.onnx_graph import TensorSpec
 
@@ -104,9 +114,11 @@ class ExportOptions:
     data: str | os.PathLike | None = None
     external_data_threshold: int | None = None
     force: bool = False  # discard files deploykit did not write in the version folder replaced
+    exporter: str = DEFAULT_EXPORTER
 
     def validate(self) -> None:
         _check_opset_request(self.opset)
+        check_exporter(self.exporter)
         _positive(self.batch, "--batch", 1, 4096)
         _positive(self.max_batch_size, "--max-batch-size", 1, 4096)
         if not isinstance(self.tolerance, (int, float)) or not self.tolerance >= 0:
@@ -217,14 +229,25 @@ def _verification_images(data: str | os.PathLike | None) -> tuple[list[tuple[str
 
 
 # ---- the job ----------------------------------------------------------------------------------
-def _verify(name: str, origin: Origin, exported: OnnxExport, images: list, options: ExportOptions, progress) -> Parity:
-    from deploykit.data import preprocess_batch
+def _reference(origin: Origin, inputs: np.ndarray, progress: Progress | None) -> np.ndarray:
+    """PyTorch's logits on the verification images, before the export: they double as the
+    check that the network runs at this input size (a failure is diagnosed by one plain forward)."""
+    import torch
 
-    _step(progress, f"verifying with ONNX Runtime on {len(images)} images")
-    inputs = preprocess_batch([img for _, img in images], origin.preprocessing, origin.input_size)
+    _step(progress, f"running PyTorch on {len(inputs)} images")
+    try:
+        return reference_logits(origin.module, inputs)
+    except Exception as exc:
+        _run_forward(origin.module.eval(), torch.from_numpy(inputs[:1]))  # a clear UsageError, if that is it
+        raise DeployKitError(f"PyTorch fails on the verification images: {_first_line(exc)}") from exc
+
+
+def _verify(name: str, origin: Origin, exported: OnnxExport, batch: tuple, options: ExportOptions, progress) -> Parity:
+    """ONNX Runtime against the PyTorch reference: every image at the larger batch, the first at batch 1."""
+    names, inputs, reference = batch
+    _step(progress, f"verifying with ONNX Runtime on {len(inputs)} images")
     batch_sizes = (1, min(VERIFY_BATCH, len(inputs))) if options.batch is None else (options.batch,)
-    names = [n for n, _ in images]
-    parity = verify_onnx(origin.module, exported.path, inputs, tuple(dict.fromkeys(batch_sizes)), options.tolerance, names)
+    parity = verify_against(reference, exported.path, inputs, tuple(dict.fromkeys(batch_sizes)), options.tolerance, names, 1)
     if parity.constant_output:
         origin.notes.append(
             "PyTorch gives (nearly) the same logits for every image (random weights with untouched "
@@ -265,26 +288,39 @@ def write_into_repository(
     )
 
 
+def _export_file(name: str, origin: Origin, options: ExportOptions, path: Path, created: str, progress) -> OnnxExport:
+    """Trace and write, drop the network (the checks and ONNX Runtime never hold it beside the
+    ONNX weights), then check the file."""
+    _step(progress, f"exporting to ONNX (opset {options.opset}, {options.exporter})")
+    size = origin.input_size
+    written = write_onnx(
+        origin.module, (options.batch or 1, 3, size, size), path, opset=options.opset,
+        dynamic_batch=options.batch is None, metadata=onnx_metadata(name, origin, options, created),
+        external_data_threshold=options.external_data_threshold, exporter=options.exporter, check_forward=False,
+    )  # fmt: skip
+    origin.module = None  # the reference logits are taken: nothing else needs the network
+    gc.collect()
+    _step(progress, "checking the ONNX file")
+    return check_written(written)
+
+
 def _export_into(repository: Any, name: str, origin: Origin, options: ExportOptions, progress: Progress | None, start: float) -> ExportResult:
     """Export, verify and write ``origin`` as ``<name>_onnx_fp32`` (scratch space inside the repository)."""
     from deploykit.artifacts import now_iso, variant_name
+    from deploykit.data import preprocess_batch
 
     _step(progress, "reading images")
     images, data_classes, images_desc = _verification_images(options.data)
     if data_classes and len(data_classes) == origin.num_classes:
         origin.labels, origin.labels_source = data_classes, "class folders of --data"
+    inputs = preprocess_batch([img for _, img in images], origin.preprocessing, origin.input_size)
+    batch = ([n for n, _ in images], inputs, _reference(origin, inputs, progress))
     created = now_iso()
     variant = variant_name(name, "onnx", "fp32")
     with scratch_space(repository, name, "export") as scratch:
-        _step(progress, f"exporting to ONNX (opset {options.opset})")
-        size = origin.input_size
-        exported = export_onnx(
-            origin.module, (options.batch or 1, 3, size, size), scratch / "model.onnx", opset=options.opset,
-            dynamic_batch=options.batch is None, metadata=onnx_metadata(name, origin, options, created),
-            external_data_threshold=options.external_data_threshold,
-        )  # fmt: skip
+        exported = _export_file(name, origin, options, scratch / "model.onnx", created, progress)
         origin.notes.extend([*exported.notes, *tensorrt_notes(exported)])
-        parity = _verify(name, origin, exported, images, options, progress)
+        parity = _verify(name, origin, exported, batch, options, progress)
         config = triton_config(variant, exported, options, origin)
         record = sidecar(origin, exported, parity, images_desc, config.max_batch_size, created)
         artifact = write_into_repository(repository, name, exported, config, record, origin.source, progress, options.force)
@@ -337,6 +373,7 @@ def export_model(
     external_data_threshold: int | None = None,
     seed: int = 0,
     force: bool = False,
+    exporter: str = DEFAULT_EXPORTER,
 ) -> ExportResult:
     """Export zoo model ``name`` to ``<repo>/<name>_onnx_fp32/`` and verify it.
 
@@ -352,7 +389,9 @@ def export_model(
     beyond ``tolerance``; in every failure (KeyboardInterrupt included) the repository is
     left as it was. ``progress(step)`` is called as each step starts. Over an existing variant,
     other versions and files are kept; files deploykit did not write in ``1/`` are a UsageError
-    unless ``force`` (see :mod:`deploykit.replacement`).
+    unless ``force`` (see :mod:`deploykit.replacement`). ``exporter`` is
+    ``"dynamo"`` (``torch.onnx.export(dynamo=True)``, default) or ``"torchscript"`` (the
+    ``dynamo=False`` exporter, deprecated upstream); the sidecar records which one wrote the file.
     """
     from deploykit.repository import validate_name
     from deploykit.zoo import get_card
@@ -362,7 +401,7 @@ def export_model(
     _positive(input_size, "--input-size", 16, 4096)
     _positive(num_classes, "--num-classes", 1, 1_000_000)
     _positive(seed, "--seed", 0, 2**63 - 1)
-    options = ExportOptions(opset, batch, max_batch_size, tolerance, data, external_data_threshold, force)
+    options = ExportOptions(opset, batch, max_batch_size, tolerance, data, external_data_threshold, force, exporter)
 
     return run_export(name, lambda: zoo_origin(name, weights, num_classes, input_size, seed, progress), repo, options, progress)
 

@@ -31,8 +31,10 @@ def render_one(result: Any, variants: list[Any], out: Any) -> None:
     from rich.table import Table
 
     p = result.parity
-    total = p.images * len(p.batch_sizes)
+    total = p.compared or p.images * len(p.batch_sizes)
     batches = " and ".join(str(b) for b in p.batch_sizes)
+    if total < p.images * len(p.batch_sizes):
+        batches += f" ({total} comparisons: batch 1 on the first image only)"
     table = Table(show_header=False, box=None, pad_edge=False)
     table.add_column(style="bold")
     table.add_column()
@@ -40,7 +42,7 @@ def render_one(result: Any, variants: list[Any], out: Any) -> None:
     table.add_row("file", escape(f"{result.path}  ({_mb(result.bytes)})"))
     table.add_row("input", _shape(result.input))
     table.add_row("output", _shape(result.output))
-    table.add_row("opset", f"{result.opset}  (torch {result.onnx.exporter.get('torch', '?')}, dynamo exporter)")
+    table.add_row("opset", f"{result.opset}  (torch {result.onnx.exporter.get('torch', '?')}, {result.onnx.exporter.get('exporter', '?')})")
     table.add_row("weights", _weights_text(result))
     table.add_row(
         "parity",

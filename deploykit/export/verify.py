@@ -60,6 +60,7 @@ class Parity:
     constant_output: bool = False
     image_names: tuple[str, ...] = ()
     failures: tuple[str, ...] = ()
+    compared: int = 0  # (image, batch size) pairs compared: batch 1 may run on the first images only
 
     def __bool__(self) -> bool:
         return self.passed
@@ -77,6 +78,7 @@ class Parity:
             "constant_output": self.constant_output,
             "image_names": list(self.image_names),
             "failures": list(self.failures),
+            "compared": self.compared,
         }
 
 
@@ -97,7 +99,8 @@ def compare_logits(
 ) -> Parity:
     """Compare candidate logits (one N x classes array per batch size) with the reference.
 
-    Pass when every image's relative error is within ``tolerance`` and every *decisive*
+    A candidate with fewer rows (a batch run on the first images only) is compared with the
+    reference's first rows. Pass when every image's relative error is within ``tolerance`` and every *decisive*
     image (reference top-1 margin > 2 x the tolerated error) keeps its top-1 class.
     """
     from deploykit.parity import VariantMetrics, judge, relative_margins
@@ -109,10 +112,10 @@ def compare_logits(
     agree, total, failures = 0, 0, []
     for batch_size, cand in candidates.items():
         cand = np.asarray(cand, dtype=np.float64)
-        if cand.shape != ref.shape:
+        if cand.shape[1:] != ref.shape[1:] or not 0 < len(cand) <= len(ref):
             raise CheckFailedError(f"ONNX output shape {cand.shape} at batch {batch_size} differs from PyTorch's {ref.shape}")
         acc = VariantMetrics(max_flips=len(ref))
-        acc.update(ref, cand, None, names)
+        acc.update(ref[: len(cand)], cand, None, names[: len(cand)])
         metrics = acc.metrics()
         max_abs, max_rel = max(max_abs, metrics.max_abs_error), max(max_rel, metrics.max_rel_error)
         agree, total = agree + round(metrics.top1_agreement * metrics.images), total + metrics.images
@@ -129,6 +132,7 @@ def compare_logits(
         constant_output=_constant(ref),
         image_names=tuple(image_names),
         failures=tuple(failures[:10]),
+        compared=total,
     )
 
 
@@ -148,6 +152,43 @@ def _outputs(runner: Any, inputs: np.ndarray, batch_size: int) -> np.ndarray:
     return np.concatenate(outputs)
 
 
+def reference_logits(module: nn.Module, inputs: np.ndarray) -> np.ndarray:
+    """PyTorch's FP32 logits for ``inputs`` (parity's reference runner, batches of VERIFY_BATCH);
+    the module's training flag is restored afterwards."""
+    from deploykit.parity import exact_fp32, reference_runner
+
+    inputs = np.ascontiguousarray(inputs, dtype=np.float32)
+    was_training = module.training
+    try:
+        with exact_fp32(), reference_runner(module) as torch_runner:
+            return _outputs(torch_runner, inputs, VERIFY_BATCH)
+    finally:
+        module.train(was_training)
+
+
+def verify_against(
+    reference: np.ndarray,
+    onnx_path: str | os.PathLike,
+    inputs: np.ndarray,
+    batch_sizes: Sequence[int],
+    tolerance: float = DEFAULT_TOLERANCE,
+    image_names: Sequence[str] = (),
+    batch_one_images: int | None = None,
+) -> Parity:
+    """ONNX Runtime (CPU) on ``inputs`` at each batch size against ``reference`` (:func:`compare_logits`).
+
+    ``batch_one_images`` limits the batch-1 run to the first images when a larger batch runs
+    too (batch 1 checks the graph at that size; the larger batch checks every image).
+    """
+    from deploykit.runtimes.onnxruntime_runner import OnnxRuntimeRunner
+
+    inputs = np.ascontiguousarray(inputs, dtype=np.float32)
+    limit = {1: batch_one_images} if batch_one_images and len(set(batch_sizes)) > 1 else {}
+    with OnnxRuntimeRunner(onnx_path, name="onnxruntime:verify") as runner:
+        candidates = {b: _outputs(runner, inputs[: limit.get(b, len(inputs))], b) for b in batch_sizes}
+    return compare_logits(reference, candidates, tolerance, image_names)
+
+
 def verify_onnx(
     module: nn.Module,
     onnx_path: str | os.PathLike,
@@ -161,16 +202,5 @@ def verify_onnx(
     size and compare (:func:`compare_logits`). A model with a static batch gets its last
     partial batch padded by repeating an image (the padding is not scored); ``static_batch``
     is read from the file itself and kept for callers that pass it."""
-    from deploykit.parity import exact_fp32, reference_runner
-    from deploykit.runtimes.onnxruntime_runner import OnnxRuntimeRunner
-
-    inputs = np.ascontiguousarray(inputs, dtype=np.float32)
-    was_training = module.training
-    try:
-        with exact_fp32(), reference_runner(module) as torch_runner:
-            reference = _outputs(torch_runner, inputs, VERIFY_BATCH)
-    finally:
-        module.train(was_training)
-    with OnnxRuntimeRunner(onnx_path, name="onnxruntime:verify") as runner:
-        candidates = {b: _outputs(runner, inputs, b) for b in batch_sizes}
-    return compare_logits(reference, candidates, tolerance, image_names)
+    reference = reference_logits(module, inputs)
+    return verify_against(reference, onnx_path, inputs, batch_sizes, tolerance, image_names)
