@@ -2,8 +2,10 @@
 
     python benchmarks/export_all.py                      # all models, a throw-away repository
     python benchmarks/export_all.py --models vgg16,googlenet --repo models
+    python benchmarks/export_all.py --exporter dynamo,torchscript   # both exporters, side by side
 
-Writes ``benchmarks/results/export_all.json`` and ``export_all.md`` with the machine it ran
+With several exporters each model is exported with each in turn (``deploykit export
+--exporter``). Writes ``benchmarks/results/export_all.json`` and ``export_all.md`` with the machine it ran
 on (CPU, cores, library versions). Times are wall-clock seconds on that machine and include
 tracing (torch.export), ONNX conversion, slimming, checks, ONNX Runtime verification on the
 8 sample photos at batch 1 and 8, and the atomic write; ``onnx seconds`` is the part up to a
@@ -33,24 +35,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", help="comma-separated subset (default: every zoo model)")
     parser.add_argument("--repo", help="keep the exports in this repository (default: a temporary one)")
     parser.add_argument("--out", default=str(RESULTS), help="results folder")
+    parser.add_argument("--exporter", default="dynamo", help="dynamo, torchscript, or both comma-separated")
     args = parser.parse_args(argv)
+    exporters = [e.strip() for e in args.exporter.split(",")]
 
     names = [n.strip() for n in args.models.split(",")] if args.models else list_models()
     repo = Path(args.repo) if args.repo else Path(tempfile.mkdtemp(prefix="deploykit-export-bench-"))
     rows: list[dict] = []
+    exporter = {"name": exporters[0]}
 
     def on_start(name: str, index: int) -> None:
-        print(f"[{index + 1}/{len(names)}] {name} ...", file=sys.stderr, flush=True)
+        print(f"[{index + 1}/{len(names)}] {name} ({exporter['name']}) ...", file=sys.stderr, flush=True)
 
     def on_done(name: str, outcome: ExportResult | ExportFailure) -> None:
         if isinstance(outcome, ExportFailure):
-            rows.append({"model": name, "ok": False, "error": outcome.error})
+            rows.append({"model": name, "exporter": exporter["name"], "ok": False, "error": outcome.error})
             print(f"    failed: {outcome.error}", file=sys.stderr)
             return
         card = get_card(name)
         rows.append(
             {
                 "model": name,
+                "exporter": exporter["name"],
                 "ok": True,
                 "input_size": outcome.input.shape[-1],
                 "seconds": round(outcome.seconds, 2),
@@ -75,7 +81,8 @@ def main(argv: list[str] | None = None) -> int:
 
     start = time.perf_counter()
     try:
-        export_models(names, repo=repo, on_start=on_start, on_done=on_done)
+        for exporter["name"] in exporters:
+            export_models(names, repo=repo, on_start=on_start, on_done=on_done, exporter=exporter["name"])
     finally:
         if not args.repo:
             shutil.rmtree(repo, ignore_errors=True)
@@ -83,7 +90,9 @@ def main(argv: list[str] | None = None) -> int:
     report = {
         "benchmark": "export_all",
         "created_at": now_iso(),
-        "command": "python benchmarks/export_all.py" + (f" --models {args.models}" if args.models else ""),
+        "command": "python benchmarks/export_all.py"
+        + (f" --models {args.models}" if args.models else "")
+        + (f" --exporter {args.exporter}" if args.exporter != "dynamo" else ""),
         "machine": machine.to_dict(),
         "total_seconds": round(time.perf_counter() - start, 1),
         "results": rows,
@@ -109,15 +118,15 @@ def render_markdown(report: dict, machine_line: str) -> str:
         "write); `onnx s` is the part up to a checked ONNX file. The machine was shared with other",
         "work while this ran: read the times as ratios between models, not as absolute figures.",
         "",
-        "| model | input | seconds | onnx s | size (MB) | nodes | max rel err | TensorRT-unsupported ops |",
-        "|---|---:|---:|---:|---:|---:|---:|---|",
+        "| model | exporter | input | seconds | onnx s | size (MB) | nodes | max rel err | TensorRT-unsupported ops |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in report["results"]:
         if not r["ok"]:
-            lines.append(f"| {r['model']} | | failed: {r['error']} | | | | | |")
+            lines.append(f"| {r['model']} | {r.get('exporter', 'dynamo')} | | failed: {r['error']} | | | | | |")
             continue
         lines.append(
-            f"| {r['model']} | {r['input_size']} | {r['seconds']:.1f} | {r['onnx_seconds']:.1f} | "
+            f"| {r['model']} | {r.get('exporter', 'dynamo')} | {r['input_size']} | {r['seconds']:.1f} | {r['onnx_seconds']:.1f} | "
             f"{r['bytes'] / 1e6:,.1f} | {r['nodes']} | {r['max_rel']:.1e} | "
             f"{', '.join(r['unsupported_tensorrt_ops']) or 'none'} |"
         )

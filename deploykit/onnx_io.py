@@ -132,17 +132,84 @@ def save_model(model: onnx.ModelProto, path: str | os.PathLike, external_data_th
 
 def save_ir_model(model: Any, path: str | os.PathLike, external_data_threshold: int = EXTERNAL_DATA_THRESHOLD) -> Path | None:
     """An ``onnx_ir`` model (the dynamo exporter's) to ``path``, as :func:`save_model` does for a
-    ``ModelProto``: above ``external_data_threshold`` bytes of weights they go to ``<path>.data``."""
+    ``ModelProto``: above ``external_data_threshold`` bytes of weights they go to ``<path>.data``.
+
+    Below it the file is self-contained but written without a serialized copy of the weights in
+    memory (:func:`_write_inline`): the graph is serialized without its initializers, and each
+    weight is appended straight from the tensor's memory.
+    """
     import onnx_ir as ir
 
     path = Path(path)
     weights = sum(v.const_value.nbytes for g in model.graphs() for v in g.initializers.values() if v.const_value is not None)
-    if weights <= external_data_threshold:
+    if weights > external_data_threshold:
+        ir.save(model, path, external_data=f"{path.name}.data", size_threshold_bytes=1024)  # small constants stay inline
+        written = external_data_files(path)
+        return written[0] if written else None
+    if not _write_inline(model, path):
         ir.save(model, path)
+    return None
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, value = value & 0x7F, value >> 7
+        out.append(byte | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
+def _weight_chunks(model: Any) -> list[tuple[bytes, memoryview]] | None:
+    """(TensorProto without raw_data + the raw_data field's key and length, the raw bytes) per
+    initializer of the main graph, or None when some weight is not a plain in-memory array."""
+    import sys
+
+    import numpy as np
+    import onnx
+    import onnx_ir as ir
+
+    if sys.byteorder != "little" or any(g.initializers for g in model.graphs() if g is not model.graph):
         return None
-    ir.save(model, path, external_data=f"{path.name}.data", size_threshold_bytes=1024)  # small constants stay inline
-    written = external_data_files(path)
-    return written[0] if written else None
+    chunks = []
+    for value in model.graph.initializers.values():
+        tensor = value.const_value
+        if tensor is None or isinstance(tensor, (ir.ExternalTensor, ir.StringTensor, ir.serde.TensorProtoTensor)):
+            return None
+        array = np.ascontiguousarray(tensor.numpy())
+        if array.nbytes != tensor.nbytes:  # packed sub-byte types: let onnx_ir serialize them
+            return None
+        header = onnx.TensorProto(name=value.name, data_type=tensor.dtype.value, dims=list(tensor.shape.numpy()))
+        chunks.append((header.SerializeToString() + b"\x4a" + _varint(array.nbytes), memoryview(array).cast("B")))
+    return chunks
+
+
+def _write_inline(model: Any, path: Path) -> bool:
+    """A self-contained file with the weights streamed from memory (False: not possible here).
+
+    Protobuf merges a message field that appears twice, so the file is the model without
+    initializers followed by a second ``graph`` field (ModelProto field 7) holding only the
+    ``initializer`` entries (GraphProto field 5), each written from the tensor's own buffer.
+    """
+    from onnx_ir import serde
+
+    chunks = _weight_chunks(model)
+    if chunks is None:
+        return False
+    initializers = dict(model.graph.initializers)
+    model.graph.initializers.clear()
+    try:
+        head = serde.serialize_model(model).SerializeToString()
+    finally:
+        model.graph.initializers.update(initializers)
+    sizes = [len(header) + len(data) for header, data in chunks]
+    graph_size = sum(1 + len(_varint(size)) + size for size in sizes)
+    with open(path, "wb") as f:
+        f.write(head + b"\x3a" + _varint(graph_size))
+        for (header, data), size in zip(chunks, sizes, strict=True):
+            f.write(b"\x2a" + _varint(size) + header)
+            f.write(data)
+    return True
 
 
 def external_data_files(path: str | os.PathLike, model: onnx.ModelProto | None = None) -> list[Path]:

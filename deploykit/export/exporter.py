@@ -277,6 +277,7 @@ class _Written:
     notes: list[str]
     start: float
     external_data_threshold: int | None
+    shapes_recorded: bool = False  # every node output already carries its type and shape
 
 
 def _save_program(program: Any, path: Path, metadata: Mapping[str, Any] | None, threshold: int) -> Path | None:
@@ -286,7 +287,14 @@ def _save_program(program: Any, path: Path, metadata: Mapping[str, Any] | None, 
     model = program.model
     for key, value in (metadata or {}).items():
         model.metadata_props[str(key)] = value if isinstance(value, str) else json.dumps(value, default=str)
-    return onnx_io.save_ir_model(model, path, external_data_threshold=threshold)
+    try:
+        return onnx_io.save_ir_model(model, path, external_data_threshold=threshold)
+    finally:
+        # The exporter keeps some of its graph objects reachable after the program is gone: cut
+        # them loose from the network's weights, so dropping the network frees its memory.
+        for graph in model.graphs():
+            for value in graph.initializers.values():
+                value.const_value = None
 
 
 def write_onnx(
@@ -323,6 +331,7 @@ def write_onnx(
         if exporter == "dynamo":
             program = _dynamo_export(module, example, opset, dynamic_batch, *names)
             nodes_exported = len(program.model.graph)
+            shapes = all(v.shape is not None and v.type is not None for node in program.model.graph for v in node.outputs)
             external = _save_program(program, path, metadata, threshold)
             del program
         else:
@@ -334,6 +343,7 @@ def write_onnx(
                 notes.extend([slimmed.note] if slimmed.note else [])
                 del slimmed
             _set_metadata(model, metadata)
+            shapes = not _missing_shapes(model)
             external = onnx_io.save_model(model, path, external_data_threshold=threshold)
             del model
     except BaseException:
@@ -341,7 +351,7 @@ def write_onnx(
         raise
     finally:
         module.train(was_training)
-    written = _Written(path, external, opset, dynamic_batch, exporter, nodes_exported, notes, start, external_data_threshold)
+    written = _Written(path, external, opset, dynamic_batch, exporter, nodes_exported, notes, start, external_data_threshold, shapes)
     if slim and exporter == "dynamo":
         _slim_file(written)
     return written
@@ -356,6 +366,7 @@ def _slim_file(written: _Written) -> None:
     written.notes.extend([slimmed.note] if slimmed.note else [])
     onnx_io.remove_model_files(written.path)
     written.external = onnx_io.save_model(slimmed.model, written.path, external_data_threshold=threshold)
+    written.shapes_recorded = not _missing_shapes(slimmed.model)
 
 
 def _load_all(path: Path) -> onnx.ModelProto:
@@ -398,24 +409,23 @@ def _missing_shapes(model: onnx.ModelProto) -> bool:
 def check_written(written: _Written) -> OnnxExport:
     """The second half of :func:`export_onnx`: check the written file and describe it.
 
-    The file is read back once (weights left in external data). When it already records every
-    tensor's shape (the dynamo exporter's), ``onnx.checker``'s full check runs strict shape
-    inference as a check; otherwise shapes are inferred (strictly) and written back first.
+    The file is read back once, after the checker (weights left in external data). When it
+    already records every tensor's shape (the dynamo exporter's), ``onnx.checker``'s full check
+    runs strict shape inference as a check; otherwise shapes are inferred (strictly) and
+    written back first.
     On any failure the written files are removed.
     """
     from deploykit import onnx_graph, onnx_io
 
     path = written.path
     try:
-        saved = onnx_graph.load_graph(path)
-        _check_graph(saved, written.opset, written.dynamic_batch)
-        if _missing_shapes(saved):
-            del saved
+        if not written.shapes_recorded:
             onnx_io.infer_shapes_in_place(path)
             onnx_io.check_model(path, full_check=False)  # the strict inference just ran
-            saved = onnx_graph.load_graph(path)
         else:
             onnx_io.check_model(path)
+        saved = onnx_graph.load_graph(path)  # read after the checker: the two never hold the weights at once
+        _check_graph(saved, written.opset, written.dynamic_batch)
     except BaseException:
         onnx_io.remove_model_files(path)
         raise

@@ -238,7 +238,7 @@ def _reference(origin: Origin, inputs: np.ndarray, progress: Progress | None) ->
     try:
         return reference_logits(origin.module, inputs)
     except Exception as exc:
-        _run_forward(origin.module.eval(), torch.from_numpy(inputs[:1]))  # a clear UsageError, if that is it
+        _run_forward(origin.module.eval(), torch.from_numpy(inputs[:2]))  # a clear UsageError, if that is it
         raise DeployKitError(f"PyTorch fails on the verification images: {_first_line(exc)}") from exc
 
 

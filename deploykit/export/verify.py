@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 # ~1e-6 of that; a wrong operator or weight shows up as 1e-1 or more.
 DEFAULT_TOLERANCE = 1e-3
 VERIFY_BATCH = 8  # the batch > 1 of the verification (dynamic batch)
+REFERENCE_BATCH = 2  # PyTorch's reference runs in small batches: its activations never outweigh the export's peak
 
 
 def export_tolerance(tolerance: float = DEFAULT_TOLERANCE) -> Tolerance:
@@ -153,15 +154,21 @@ def _outputs(runner: Any, inputs: np.ndarray, batch_size: int) -> np.ndarray:
 
 
 def reference_logits(module: nn.Module, inputs: np.ndarray) -> np.ndarray:
-    """PyTorch's FP32 logits for ``inputs`` (parity's reference runner, batches of VERIFY_BATCH);
-    the module's training flag is restored afterwards."""
-    from deploykit.parity import exact_fp32, reference_runner
+    """PyTorch's FP32 logits for ``inputs`` (eval mode, TF32 off, batches of REFERENCE_BATCH).
+
+    The module itself runs (no copy of its weights); its training flag is restored afterwards.
+    """
+    import torch
+
+    from deploykit.parity import exact_fp32
 
     inputs = np.ascontiguousarray(inputs, dtype=np.float32)
     was_training = module.training
+    module.eval()
     try:
-        with exact_fp32(), reference_runner(module) as torch_runner:
-            return _outputs(torch_runner, inputs, VERIFY_BATCH)
+        with exact_fp32(), torch.inference_mode():
+            chunks = [module(torch.from_numpy(inputs[i : i + REFERENCE_BATCH])) for i in range(0, len(inputs), REFERENCE_BATCH)]
+            return np.concatenate([chunk.float().numpy() for chunk in chunks])
     finally:
         module.train(was_training)
 
