@@ -30,6 +30,9 @@ if TYPE_CHECKING:
 DEFAULT_TOLERANCE = 1e-3
 VERIFY_BATCH = 8  # the batch > 1 of the verification (dynamic batch)
 REFERENCE_BATCH = 2  # PyTorch's reference runs in small batches: its activations never outweigh the export's peak
+# A few images: one thread per backend costs the least CPU (no threads spinning at barriers,
+# 6x less CPU for resnet50's reference on a busy 2-core machine, and less wall time there too).
+VERIFY_THREADS = 1
 
 
 def export_tolerance(tolerance: float = DEFAULT_TOLERANCE) -> Tolerance:
@@ -154,7 +157,7 @@ def _outputs(runner: Any, inputs: np.ndarray, batch_size: int) -> np.ndarray:
 
 
 def reference_logits(module: nn.Module, inputs: np.ndarray) -> np.ndarray:
-    """PyTorch's FP32 logits for ``inputs`` (eval mode, TF32 off, batches of REFERENCE_BATCH).
+    """PyTorch's FP32 logits for ``inputs`` (eval mode, TF32 off, batches of REFERENCE_BATCH, VERIFY_THREADS).
 
     The module itself runs (no copy of its weights); its training flag is restored afterwards.
     """
@@ -163,13 +166,15 @@ def reference_logits(module: nn.Module, inputs: np.ndarray) -> np.ndarray:
     from deploykit.parity import exact_fp32
 
     inputs = np.ascontiguousarray(inputs, dtype=np.float32)
-    was_training = module.training
+    was_training, threads = module.training, torch.get_num_threads()
     module.eval()
+    torch.set_num_threads(VERIFY_THREADS)
     try:
         with exact_fp32(), torch.inference_mode():
             chunks = [module(torch.from_numpy(inputs[i : i + REFERENCE_BATCH])) for i in range(0, len(inputs), REFERENCE_BATCH)]
             return np.concatenate([chunk.float().numpy() for chunk in chunks])
     finally:
+        torch.set_num_threads(threads)
         module.train(was_training)
 
 
@@ -191,7 +196,7 @@ def verify_against(
 
     inputs = np.ascontiguousarray(inputs, dtype=np.float32)
     limit = {1: batch_one_images} if batch_one_images and len(set(batch_sizes)) > 1 else {}
-    with OnnxRuntimeRunner(onnx_path, name="onnxruntime:verify") as runner:
+    with OnnxRuntimeRunner(onnx_path, name="onnxruntime:verify", threads=VERIFY_THREADS) as runner:
         candidates = {b: _outputs(runner, inputs[: limit.get(b, len(inputs))], b) for b in batch_sizes}
     return compare_logits(reference, candidates, tolerance, image_names)
 
