@@ -432,7 +432,8 @@ def check_written(written: _Written) -> OnnxExport:
     if written.external:
         why = "the 2 GB protobuf limit" if written.external_data_threshold is None else f"{written.external_data_threshold:,} bytes"
         written.notes.append(f"weights stored as ONNX external data in {written.external.name} (the model is above {why})")
-    return _describe(saved, written)
+    w = written
+    return _describe(w.path, w.external, w.dynamic_batch, w.nodes_exported, tuple(w.notes), w.start, saved, w.exporter)
 
 
 def export_onnx(
@@ -474,26 +475,31 @@ def export_onnx(
     return check_written(written)
 
 
-def _describe(saved: onnx.ModelProto, written: _Written) -> OnnxExport:
-    """The :class:`OnnxExport` record of a written file, from the graph read back once."""
+def _describe(
+    path: Path, external: Path | None, dynamic_batch: bool, nodes_exported: int, notes: tuple[str, ...], start: float,
+    saved: onnx.ModelProto | None = None, exporter: str = DEFAULT_EXPORTER,
+) -> OnnxExport:  # fmt: skip
+    """The :class:`OnnxExport` record of a written file, from ``saved`` (the graph already read
+    back) or the file read now (weights left in external data)."""
     from deploykit import onnx_graph, onnx_io
     from deploykit.onnx_checks import tensorrt_preflight
 
+    saved = onnx_graph.load_graph(path) if saved is None else saved
     operators = onnx_graph.operator_counts(saved)
     inputs, outputs = onnx_graph.graph_io(saved)
     return OnnxExport(
-        path=written.path,
+        path=path,
         opset=int(onnx_graph.main_opset(saved) or 0),
         input=inputs[0],
         output=outputs[0],
-        dynamic_batch=written.dynamic_batch,
-        bytes=onnx_io.model_file_bytes(written.path, saved),
-        external_data=written.external,
+        dynamic_batch=dynamic_batch,
+        bytes=onnx_io.model_file_bytes(path, saved),
+        external_data=external,
         operators=operators,
         tensorrt=tensorrt_preflight(saved, operators),
-        nodes_exported=written.nodes_exported,
+        nodes_exported=nodes_exported,
         nodes=len(saved.graph.node),
-        exporter=exporter_versions(written.exporter),
-        notes=tuple(written.notes),
-        seconds=time.perf_counter() - written.start,
+        exporter=exporter_versions(exporter),
+        notes=notes,
+        seconds=time.perf_counter() - start,
     )
