@@ -64,20 +64,22 @@ def child_deploykit(model: str, exporter: str, out: Path) -> dict:
     from deploykit.export import export_model
 
     stages: dict[str, float] = {}
-    current = ["start", time.perf_counter()]
+    cpu: dict[str, float] = {}
+    current = ["start", time.perf_counter(), time.process_time()]
 
     def progress(step: str) -> None:
-        now = time.perf_counter()
+        now, used = time.perf_counter(), time.process_time()
         label = current[0]
         stages[label] = stages.get(label, 0.0) + now - current[1]
-        current[:] = [step.split(" (")[0], now]
+        cpu[label] = cpu.get(label, 0.0) + used - current[2]
+        current[:] = [step.split(" (")[0], now, used]
 
     kwargs = {"exporter": exporter} if "exporter" in inspect.signature(export_model).parameters else {}
     if exporter != "dynamo" and not kwargs:
         raise SystemExit("this deploykit has no exporter option")
     result = export_model(model, repo=out / "repo", progress=progress, **kwargs)
     progress("done")
-    return {"stages": stages, "bytes": result.bytes, "max_rel": result.parity.max_rel, "batch_sizes": list(result.parity.batch_sizes)}
+    return {"stages": stages, "stages_cpu": cpu, "bytes": result.bytes, "max_rel": result.parity.max_rel, "batch_sizes": list(result.parity.batch_sizes)}
 
 
 def run_child(kind: str, model: str, exporter: str) -> dict:
@@ -104,8 +106,9 @@ def run_child(kind: str, model: str, exporter: str) -> dict:
         "sys_s": round(usage.ru_stime, 2),
         "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),  # KiB on Linux
         "load": [round(x, 2) for x in os.getloadavg()],
-        **{k: (round(v, 6) if isinstance(v, float) else v) for k, v in detail.items() if k != "stages"},
+        **{k: (round(v, 6) if isinstance(v, float) else v) for k, v in detail.items() if not k.startswith("stages")},
         "stages": {k: round(v, 2) for k, v in detail["stages"].items()},
+        "stages_cpu": {k: round(v, 2) for k, v in detail.get("stages_cpu", {}).items()},
     }
 
 
@@ -168,9 +171,17 @@ def render_markdown(doc: dict) -> str:
             f"{b['peak_rss_mb']:,.0f} | {d['peak_rss_mb']:,.0f} | {p['rss_ratio']:.2f} | {b['wall_s']:.1f} | "
             f"{d['wall_s']:.1f} | {'yes' if met else 'no'} |"
         )
-    lines += ["", "## deploykit's stages (wall seconds, perf_counter at each progress step)", ""]
+    lines += [
+        "",
+        "## deploykit's stages",
+        "",
+        "CPU seconds of the process (all threads, `time.process_time`) / wall seconds (`perf_counter`)",
+        "between the job's progress steps; `start` is the imports before the job's first step.",
+        "",
+    ]
     for p in doc["pairs"]:
-        stages = ", ".join(f"{k} {v:.1f}" for k, v in p["deploykit"]["stages"].items())
+        cpu = p["deploykit"].get("stages_cpu", {})
+        stages = ", ".join(f"{k} {cpu.get(k, float('nan')):.1f}/{v:.1f}" for k, v in p["deploykit"]["stages"].items())
         lines.append(f"- {p['model']} ({p['exporter']}): {stages}; bare export call {p['bare']['stages']['export call']:.1f}")
     return "\n".join(lines) + "\n"
 
