@@ -122,7 +122,7 @@ def test_no_repeated_blocks_but_the_baseline():
 
 # Only the TensorRT build module creates a Builder (import contracts cannot say this: every
 # TensorRT module imports tensorrt).
-BUILDER_MODULES = {"deploykit/tensorrt/build.py", "deploykit/build.py"}
+BUILDER_MODULES = {"deploykit/tensorrt/build.py"}
 _BUILDER_CALLS = {"Builder", "create_builder", "create_inference_builder"}
 
 
