@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from deploykit.errors import CheckFailedError, DeployKitError
@@ -44,6 +44,10 @@ class GraphPrecisionReport:
         data = asdict(self)
         data["problems"], data["notes"] = list(self.problems), list(self.notes)
         return data
+
+
+# The counts a pre-flight report takes over from onnx_graph's PrecisionReport unchanged.
+_COUNTS = tuple(f.name for f in fields(GraphPrecisionReport) if f.name not in ("precision", "problems", "notes"))
 
 
 def _problems(precision: str, r: PrecisionReport) -> tuple[list[str], list[str]]:
@@ -96,17 +100,7 @@ def inspect_graph_precision(model: Any, precision: str) -> GraphPrecisionReport:
     report = precision_report(model)
     problems, notes = _problems(precision, report)
     return GraphPrecisionReport(
-        precision=precision,
-        weighted_nodes=report.weighted_nodes,
-        fp16_weights=report.fp16_weights,
-        fp32_weights=report.fp32_weights,
-        quantized_weights=report.quantized_weights,
-        per_channel=report.per_channel,
-        per_tensor=report.per_tensor,
-        quantized_activations=report.quantized_activations,
-        qdq_pairs=report.qdq_pairs,
-        problems=tuple(problems),
-        notes=tuple(notes),
+        precision=precision, problems=tuple(problems), notes=tuple(notes), **{k: getattr(report, k) for k in _COUNTS}
     )
 
 
