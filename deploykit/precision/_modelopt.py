@@ -104,6 +104,28 @@ def modelopt_failed(what: str, exc: BaseException, captured: Captured) -> Deploy
     )
 
 
+@contextlib.contextmanager
+def running_modelopt(what: str) -> Iterator[Captured]:
+    """:func:`captured_output` around a ModelOpt call, its failures raised as :func:`modelopt_failed`.
+
+    A missing import, memory exhaustion, an interrupt and a full disk (which the caller says as
+    such) pass through unchanged.
+    """
+    from deploykit.fileio import NO_SPACE
+
+    with captured_output() as captured:
+        try:
+            yield captured
+        except (ImportError, MemoryError, KeyboardInterrupt):
+            raise
+        except OSError as exc:
+            if exc.errno in NO_SPACE:
+                raise
+            raise modelopt_failed(what, exc, captured) from exc
+        except Exception as exc:
+            raise modelopt_failed(what, exc, captured) from exc
+
+
 # ---- graph facts ----------------------------------------------------------------------------
 def refuse_converted(model: onnx.ModelProto, path: Any) -> None:
     """UsageError when the source graph is already FP16 or quantized: precision is applied once."""

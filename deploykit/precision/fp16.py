@@ -27,14 +27,12 @@ from typing import Any
 
 import numpy as np
 
-from deploykit.fileio import NO_SPACE
 from deploykit.onnx_graph import graph_io, load_graph, operator_counts
 from deploykit.precision._modelopt import (
-    captured_output,
-    modelopt_failed,
     modelopt_version,
     refuse_converted,
     require_modelopt,
+    running_modelopt,
     save_checked,
 )
 
@@ -123,29 +121,20 @@ def _reason(message: str) -> str:
 
 def _autocast(src_path: Path, keep_io_types: bool, reference: dict | None, rules: dict[str, Any]) -> tuple[Any, Any]:
     """Run ModelOpt AutoCast; returns (the converted model, what it logged)."""
-    with captured_output() as captured:
-        try:
-            from modelopt.onnx.autocast import convert_to_mixed_precision
+    with running_modelopt("FP16 conversion") as captured:
+        from modelopt.onnx.autocast import convert_to_mixed_precision
 
-            model = convert_to_mixed_precision(
-                onnx_path=str(src_path),
-                low_precision_type="fp16",
-                keep_io_types=keep_io_types,
-                calibration_data=reference,
-                data_max=rules["data_max"],
-                init_max=rules["init_max"],
-                op_types_to_exclude=list(rules["op_types_kept_fp32"]),
-                nodes_to_exclude=list(rules["nodes_to_exclude"]),
-                providers=["cpu"],
-            )
-        except (ImportError, MemoryError, KeyboardInterrupt):
-            raise
-        except OSError as exc:
-            if exc.errno in NO_SPACE:  # a full disk is said as such by the caller
-                raise
-            raise modelopt_failed("FP16 conversion", exc, captured) from exc
-        except Exception as exc:
-            raise modelopt_failed("FP16 conversion", exc, captured) from exc
+        model = convert_to_mixed_precision(
+            onnx_path=str(src_path),
+            low_precision_type="fp16",
+            keep_io_types=keep_io_types,
+            calibration_data=reference,
+            data_max=rules["data_max"],
+            init_max=rules["init_max"],
+            op_types_to_exclude=list(rules["op_types_kept_fp32"]),
+            nodes_to_exclude=list(rules["nodes_to_exclude"]),
+            providers=["cpu"],
+        )
     return model, captured
 
 

@@ -31,14 +31,13 @@ from typing import Any
 import numpy as np
 
 from deploykit.errors import DeployKitError, UsageError
-from deploykit.fileio import NO_SPACE
 from deploykit.onnx_graph import operator_counts
 from deploykit.precision._modelopt import (
-    captured_output,
     modelopt_failed,
     modelopt_version,
     refuse_converted,
     require_modelopt,
+    running_modelopt,
     save_checked,
 )
 
@@ -306,32 +305,23 @@ def _modelopt_quantize(local: Path, out: Path, calibration: np.ndarray, method: 
 
     shape = "x".join(str(d) for d in (batch, *calibration.shape[1:]))
     external = bool(onnx_io.external_data_files(local))  # the copy carries the source's data files
-    with captured_output() as captured:
-        try:
-            from modelopt.onnx.quantization import quantize
+    with running_modelopt("INT8 quantization") as captured:
+        from modelopt.onnx.quantization import quantize
 
-            quantize(
-                onnx_path=str(local),
-                quantize_mode="int8",
-                calibration_data=calibration,
-                calibration_method="max" if method == "percentile" else method,
-                calibration_shapes=f"{input_name}:{shape}",
-                calibration_eps=["cpu"],
-                output_path=str(out),
-                use_external_data_format=external,
-                log_level="WARNING",
-                **options,
-            )
-        except (ImportError, MemoryError, KeyboardInterrupt):
-            raise
-        except OSError as exc:
-            if exc.errno in NO_SPACE:  # a full disk is said as such by the caller
-                raise
-            raise modelopt_failed("INT8 quantization", exc, captured) from exc
-        except Exception as exc:
-            raise modelopt_failed("INT8 quantization", exc, captured) from exc
-        if not out.is_file():
-            raise modelopt_failed("INT8 quantization", RuntimeError("no output model was written"), captured)
+        quantize(
+            onnx_path=str(local),
+            quantize_mode="int8",
+            calibration_data=calibration,
+            calibration_method="max" if method == "percentile" else method,
+            calibration_shapes=f"{input_name}:{shape}",
+            calibration_eps=["cpu"],
+            output_path=str(out),
+            use_external_data_format=external,
+            log_level="WARNING",
+            **options,
+        )
+    if not out.is_file():
+        raise modelopt_failed("INT8 quantization", RuntimeError("no output model was written"), captured)
 
 
 def _source_facts(src_path: Path, samples: int) -> tuple[str, int, int]:
