@@ -25,6 +25,11 @@ if TYPE_CHECKING:
 
     from deploykit.parity import Tolerance
 
+# Why the exported graph alone gives NaN/inf (the hint of a NonFiniteOutputError).
+EXPORTED_NONFINITE = (
+    "PyTorch's outputs are finite, so the ONNX graph computes differently (an operator lowered "
+    "into steps that overflow float32): try another --opset, or report the operator"
+)
 # Relative to each image's largest |logit|: FP32 ORT vs FP32 PyTorch differ by
 # ~1e-6 of that; a wrong operator or weight shows up as 1e-1 or more.
 DEFAULT_TOLERANCE = 1e-3
@@ -190,14 +195,19 @@ def verify_against(
     """ONNX Runtime (CPU) on ``inputs`` at each batch size against ``reference`` (:func:`compare_logits`).
 
     ``batch_one_images`` limits the batch-1 run to the first images when a larger batch runs
-    too (batch 1 checks the graph at that size; the larger batch checks every image).
+    too (batch 1 checks the graph at that size; the larger batch checks every image). NaN/inf
+    logits from PyTorch, then from ONNX Runtime, are a NonFiniteOutputError (bad input) naming the side.
     """
+    from deploykit.parity.metrics import REFERENCE_NONFINITE, check_finite
     from deploykit.runtimes.onnxruntime_runner import OnnxRuntimeRunner
 
+    check_finite(reference, "the PyTorch model", REFERENCE_NONFINITE, image_names)
     inputs = np.ascontiguousarray(inputs, dtype=np.float32)
     limit = {1: batch_one_images} if batch_one_images and len(set(batch_sizes)) > 1 else {}
     with OnnxRuntimeRunner(onnx_path, name="onnxruntime:verify", threads=VERIFY_THREADS) as runner:
         candidates = {b: _outputs(runner, inputs[: limit.get(b, len(inputs))], b) for b in batch_sizes}
+    for b, logits in candidates.items():
+        check_finite(logits, f"the exported ONNX model (ONNX Runtime, batch {b})", EXPORTED_NONFINITE, image_names)
     return compare_logits(reference, candidates, tolerance, image_names)
 
 

@@ -13,7 +13,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from deploykit.errors import UsageError
-from deploykit.parity.metrics import ReferenceStats, VariantMetrics, check_reference, judge
+from deploykit.parity.metrics import (
+    REFERENCE_NONFINITE,
+    VARIANT_NONFINITE,
+    ReferenceStats,
+    VariantMetrics,
+    check_finite,
+    check_reference,
+    judge,
+)
 from deploykit.parity.results import DataSummary, ParityReport, VariantResult
 from deploykit.parity.tolerances import DEFAULT_TOLERANCES, Tolerance
 
@@ -109,7 +117,10 @@ def run_batches(
     progress: bool = False,
     total: int | None = None,
 ) -> Run:
-    """Run the reference and every variant on each batch, accumulating metrics."""
+    """Run the reference and every variant on each batch, accumulating metrics.
+
+    NaN/inf logits from either side are a :class:`NonFiniteOutputError` (bad input, exit 2)
+    naming the side, the reference checked first: no tolerance can judge them."""
     accumulators = {name: VariantMetrics(max_flips) for name in variants}
     stats = ReferenceStats()
     digest = _Digest()
@@ -119,9 +130,12 @@ def run_batches(
             batch = as_batch(raw, index)
             digest.update(batch)
             ref = infer_padded(reference, batch.array)
+            check_finite(ref, f"the reference {reference.name}", REFERENCE_NONFINITE, batch.names)
             stats.update(ref)
             for name, runner in variants.items():
-                accumulators[name].update(ref, infer_padded(runner, batch.array), batch.labels, batch.names)
+                out = infer_padded(runner, batch.array)
+                check_finite(out, f"the variant {name}", VARIANT_NONFINITE, batch.names)
+                accumulators[name].update(ref, out, batch.labels, batch.names)
             images += len(batch)
             advance(len(batch))
     if images == 0:

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from deploykit.errors import DeployKitError
+from deploykit.errors import DeployKitError, UsageError
 from deploykit.parity.tolerances import Tolerance
 
 # The degenerate-reference guard. Relative spread = (mean over classes of the std of the
@@ -95,6 +95,37 @@ class DegenerateReferenceError(DeployKitError):
     """The reference's outputs do not vary across inputs: agreement with it proves nothing."""
 
     exit_code = 1
+
+
+class NonFiniteOutputError(UsageError):
+    """One side of a comparison gave NaN/inf logits: bad input (its weights or its file), not a
+    failed comparison, since no tolerance can judge them."""
+
+
+# Why a side gives NaN/inf, for the hint. The reference runs in FP32 on finite weights (a
+# checkpoint with NaN/inf is refused when it is read), so it is its activations that overflow.
+REFERENCE_NONFINITE = (
+    "its activations overflow float32 (weights far larger than training produces, e.g. a "
+    "mis-scaled or damaged checkpoint, or NaN/inf in the module's own tensors): check the weights"
+)
+VARIANT_NONFINITE = (
+    "the reference's outputs are finite, so the variant computes differently: a reduced-precision "
+    "variant whose activations exceed its range (FP16 ends at 65504: keep those layers in FP32), "
+    "or a damaged file: re-create the variant"
+)
+
+
+def check_finite(logits: np.ndarray, side: str, cause: str, names: Sequence[str] = ()) -> None:
+    """Raise :class:`NonFiniteOutputError` naming ``side`` (and ``cause`` as the hint) when
+    ``logits`` (N x classes) hold NaN or inf."""
+    bad = np.flatnonzero(~np.isfinite(logits).reshape(len(logits), -1).all(axis=1))
+    if len(bad):
+        few = ", ".join(str(names[i]) if i < len(names) else f"image {i}" for i in bad[:3])
+        raise NonFiniteOutputError(
+            f"{side} produced non-finite outputs (NaN or inf) for {len(bad)} of {len(logits)} images "
+            f"({few}{', ...' if len(bad) > 3 else ''}): bad input, not a failed comparison",
+            hint=cause,
+        )
 
 
 def image_scales(reference: np.ndarray) -> np.ndarray:
