@@ -94,26 +94,13 @@ def config_parameters(origin: Origin) -> tuple[tuple[str, str], ...]:
 
 def triton_config(variant: str, exported: OnnxExport, options: ExportOptions, origin: Origin) -> Any:
     """The Triton config of the ONNX variant: a dynamic batch up to ``max_batch_size``, or the fixed one."""
-    from deploykit.triton.config import (
-        PLATFORMS,
-        TensorConfig,
-        TritonModelConfig,
-        default_preferred,
-    )
+    from deploykit.triton.config import TritonModelConfig
 
-    dynamic = options.batch is None
-    dims_in = exported.input.shape[1:] if dynamic else exported.input.shape
-    dims_out = exported.output.shape[1:] if dynamic else exported.output.shape
-    return TritonModelConfig(
-        name=variant,
-        platform=PLATFORMS["onnx"],
-        max_batch_size=options.max_batch_size if dynamic else 0,
-        inputs=(TensorConfig(exported.input.name, exported.input.dtype, tuple(dims_in)),),
-        outputs=(TensorConfig(exported.output.name, exported.output.dtype, tuple(dims_out)),),
-        instance_kind="KIND_CPU",
-        preferred_batch_sizes=default_preferred(options.max_batch_size) if dynamic else (),
-        parameters=config_parameters(origin),
-    )
+    max_batch = options.max_batch_size if options.batch is None else 0  # 0: the batch is in the dims
+    return TritonModelConfig.for_variant(
+        variant, "onnx", [exported.input], [exported.output], max_batch,
+        instance_kind="KIND_CPU", parameters=config_parameters(origin),
+    )  # fmt: skip
 
 
 def _libraries() -> dict[str, str]:

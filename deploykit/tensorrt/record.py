@@ -102,21 +102,7 @@ def trt_config_pbtxt(variant: str, input: TensorSpec, output: TensorSpec, max_ba
     ``max_batch_size`` must not exceed the engine profile's max batch, or Triton would send
     batches the engine cannot take (Triton docs, "Model Configuration").
     """
-    from deploykit.triton.config import (
-        PLATFORMS,
-        TensorConfig,
-        TritonModelConfig,
-        default_preferred,
-    )
+    from deploykit.triton.config import TritonModelConfig
 
-    config = TritonModelConfig(
-        name=variant,
-        platform=PLATFORMS["trt"],
-        max_batch_size=max_batch,
-        inputs=(TensorConfig(input.name, input.dtype, tuple(input.shape[1:])),),
-        outputs=(TensorConfig(output.name, output.dtype, tuple(output.shape[1:])),),
-        instance_kind="KIND_GPU",
-        instance_count=1,
-        preferred_batch_sizes=default_preferred(max_batch),
-    )
+    config = TritonModelConfig.for_variant(variant, "trt", [input], [output], max_batch, instance_kind="KIND_GPU", instance_count=1)
     return config.render()
