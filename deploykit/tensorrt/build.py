@@ -227,20 +227,18 @@ def build_engine(
     name: str,
     precision: str = "fp32",
     repo: str | os.PathLike | ModelRepository = "models",
-    min_batch: int = 1,
-    opt_batch: int = 8,
-    max_batch: int = 32,
-    workspace_mb: int | None = None,
-    opt_level: int | None = None,
-    timing_cache: str | os.PathLike | None = None,
-    profiling_verbosity: str = "detailed",
+    *,
     device: int = 0,
     progress: Progress | None = None,
-    tf32: bool = True,
     force: bool = False,
     trust: bool = False,
+    **builder_options: Any,
 ) -> BuildResult:
     """Build, verify and store ``<name>_trt_<precision>``.
+
+    ``builder_options`` are :func:`~deploykit.tensorrt.profiles.build_settings`'s keywords, with
+    its defaults: ``min_batch``, ``opt_batch``, ``max_batch``, ``workspace_mb``, ``opt_level``,
+    ``timing_cache``, ``profiling_verbosity`` and ``tf32``.
 
     Raises UsageError for bad options (before any slow work), MissingDependencyError when
     TensorRT is not installed, CheckFailedError when the graph or the built engine does not
@@ -250,9 +248,7 @@ def build_engine(
     """
     say = progress or (lambda _msg: None)
     validate_name(name)
-    settings = build_settings(
-        precision, min_batch, opt_batch, max_batch, workspace_mb, opt_level, timing_cache, profiling_verbosity, tf32
-    )
+    settings = build_settings(precision, **builder_options)
     repository = repo if isinstance(repo, ModelRepository) else ModelRepository(repo)
     checked = _check_repository(repository, name, precision, force, trust)  # on any host, TensorRT or not
     trt = load_tensorrt()  # before exporting anything: no point making ONNX that cannot be built
