@@ -33,8 +33,10 @@ from pathlib import Path
 
 import numpy as np
 
+# The digits model and the ORT prediction of the accuracy benchmark (this script's folder is on sys.path).
+from precision_accuracy import DEFAULT_CACHE, predict_onnx, trained_digits
+
 RESULTS = Path(__file__).resolve().parent / "results"
-DEFAULT_CACHE = Path.home() / ".cache" / "deploykit" / "digits"
 INT8_VS_FP32_TARGET = 0.6
 SIZE_TARGET = 0.25
 ACCURACY_POINTS = 0.2
@@ -57,30 +59,6 @@ def _load_snapshot() -> dict:
 
 
 # ---- 1. accuracy on digits ------------------------------------------------------------------------
-def _predict(path, x: np.ndarray) -> np.ndarray:
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    name = session.get_inputs()[0].name
-    return np.concatenate([session.run(None, {name: x[i : i + 256]})[0] for i in range(0, len(x), 256)])
-
-
-def _trained_weights(name: str, split, cache: Path) -> Path:
-    import torch
-
-    from deploykit.digits import train_digits_model
-
-    cache.mkdir(parents=True, exist_ok=True)
-    path = cache / f"{name}-32-seed0-torch{torch.__version__}.pt"
-    if not path.exists():
-        _say(f"  training {name} on digits")
-        trained = train_digits_model(name, size=32, seed=0, split=split)
-        torch.save(trained.model.state_dict(), path)
-    return path
-
-
 def accuracy(name: str, split, folder: Path, cache: Path, calib_size: int) -> dict:
     from deploykit import onnx_io
     from deploykit.export import export_model
@@ -88,15 +66,15 @@ def accuracy(name: str, split, folder: Path, cache: Path, calib_size: int) -> di
     from deploykit.repository import ModelRepository
 
     _say(f"accuracy: {name}")
-    export_model(name, repo=folder, weights=_trained_weights(name, split, cache), input_size=32, num_classes=10)
+    export_model(name, repo=folder, weights=trained_digits(name, split, cache)[1], input_size=32, num_classes=10)
     fp32 = ModelRepository(folder).get(name, "onnx", "fp32").path
     calib = split.x_train[np.random.default_rng(0).permutation(len(split.x_train))[:calib_size]]
     forms = {}
     for label, int8_weights in (("fp32 weights (Q/DQ)", False), ("int8 weights (DQ only)", True)):
         out = folder / f"{name}-{'int8w' if int8_weights else 'fp32w'}.onnx"
         quantize_onnx_int8(fp32, out, calib, "entropy", int8_weights=int8_weights)
-        forms[label] = (out, _predict(out, split.x_test))
-    ref = _predict(fp32, split.x_test)
+        forms[label] = (out, predict_onnx(out, split.x_test))
+    ref = predict_onnx(fp32, split.x_test)
     (old_path, old), (new_path, new) = forms.values()
     acc = {label: float((logits.argmax(1) == split.y_test).mean()) for label, (_, logits) in forms.items()}
     return {

@@ -27,7 +27,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 DEFAULT_CACHE = Path.home() / ".cache" / "deploykit" / "digits"
 
 
-def _predict(path, x: np.ndarray) -> np.ndarray:
+def predict_onnx(path, x: np.ndarray) -> np.ndarray:
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -37,7 +37,7 @@ def _predict(path, x: np.ndarray) -> np.ndarray:
     return np.concatenate([session.run(None, {name: x[i : i + 256]})[0] for i in range(0, len(x), 256)])
 
 
-def _trained(name: str, split, cache: Path, epochs: int | None):
+def trained_digits(name: str, split, cache: Path, epochs: int | None = None):
     import torch
 
     from deploykit.digits import train_digits_model
@@ -73,11 +73,11 @@ def measure(name: str, split, repo_root: Path, cache: Path, calib_size: int, met
     from deploykit.repository import ModelRepository
 
     print(f"{name}:", file=sys.stderr)
-    trained, weights = _trained(name, split, cache, epochs)
+    trained, weights = trained_digits(name, split, cache, epochs)
     repo = ModelRepository(repo_root)
     export_model(name, repo=repo_root, weights=weights, input_size=32, num_classes=10)
     fp32_path = repo.get(name, "onnx", "fp32").path
-    ref = _predict(fp32_path, split.x_test)
+    ref = predict_onnx(fp32_path, split.x_test)
     rows = [_row("fp32", ref, ref, split.y_test, fp32_path, torch_accuracy=round(trained.accuracy, 4))]
 
     start = time.perf_counter()
@@ -85,7 +85,7 @@ def measure(name: str, split, repo_root: Path, cache: Path, calib_size: int, met
     rows.append(
         _row(
             "fp16",
-            _predict(fp16.artifact.path, split.x_test),
+            predict_onnx(fp16.artifact.path, split.x_test),
             ref,
             split.y_test,
             fp16.artifact.path,
@@ -104,7 +104,7 @@ def measure(name: str, split, repo_root: Path, cache: Path, calib_size: int, met
         rows.append(
             _row(
                 f"int8 ({method})",
-                _predict(int8.artifact.path, split.x_test),
+                predict_onnx(int8.artifact.path, split.x_test),
                 ref,
                 split.y_test,
                 int8.artifact.path,
@@ -119,7 +119,7 @@ def measure(name: str, split, repo_root: Path, cache: Path, calib_size: int, met
     rows.append(
         _row(
             "int8 (max, bad calibration)",
-            _predict(bad_path, split.x_test),
+            predict_onnx(bad_path, split.x_test),
             ref,
             split.y_test,
             bad_path,
