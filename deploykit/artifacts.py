@@ -53,7 +53,10 @@ class Artifact:
 
     @property
     def bytes(self) -> int:
-        return self.path.stat().st_size if self.path.exists() else 0
+        """The model file's bytes, its external data (``model.onnx.data``) included."""
+        from deploykit.fileio import model_bytes
+
+        return model_bytes(self.path) if self.path.exists() else 0
 
     # ---- what the sidecar says about the model the variant came from ---------------------
     @property

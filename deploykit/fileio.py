@@ -15,7 +15,7 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -148,13 +148,38 @@ def tree_bytes(path: str | os.PathLike) -> int:
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    return sha256_files([path], chunk)
+
+
+def sha256_files(paths: Iterable[str | os.PathLike], chunk: int = 1 << 20) -> str:
+    """One sha256 over the files' bytes, one after the other (of one file: that file's sha256)."""
     import hashlib
 
     h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
+    for path in paths:
+        with open(path, "rb") as f:
+            while block := f.read(chunk):
+                h.update(block)
     return h.hexdigest()
+
+
+def model_files(path: str | os.PathLike) -> list[Path]:
+    """A model file and, when it is there, ``<name>.data`` beside it: the ONNX external data
+    deploykit's writers name so (``deploykit.onnx_io``), the weights of a large export."""
+    path = Path(path)
+    data = path.with_name(f"{path.name}.data")
+    return [path, *([data] if data.is_file() else [])]
+
+
+def model_sha256(path: str | os.PathLike) -> str:
+    """The sha256 of a model file followed by its external data (:func:`model_files`): a
+    self-contained file's plain sha256, and a change to either file changes it."""
+    return sha256_files(model_files(path))
+
+
+def model_bytes(path: str | os.PathLike) -> int:
+    """The bytes of a model file and its external data (:func:`model_files`)."""
+    return sum(p.stat().st_size for p in model_files(path))
 
 
 NO_SPACE = (errno.ENOSPC, errno.EDQUOT)

@@ -1,4 +1,4 @@
-"""Writing ONNX files: save (with external data above protobuf's 2 GB limit), slim,
+"""Writing ONNX files: save (with external data above a threshold: protobuf's 2 GB limit, 64 MiB for an export), slim,
 strict shape inference written back, ``onnx.checker``, and the byte count of a saved model.
 
 Every function works on a file path as well as in memory, so models above protobuf's limit
@@ -23,6 +23,12 @@ if TYPE_CHECKING:
 # graph structure itself (nodes, names, metadata) always fits beside the weights.
 PROTOBUF_LIMIT = 2**31 - 1
 EXTERNAL_DATA_THRESHOLD = PROTOBUF_LIMIT - 64 * 2**20
+# An export keeps weights of more than 64 MiB beside the graph (``model.onnx.data``), as
+# torch.onnx.export(dynamo=True) keeps all of them: onnx.checker, ONNX Runtime and TensorRT's
+# parser then read the weights (ONNX Runtime maps them) instead of parsing a protobuf that
+# carries them, which holds the file twice in memory while it parses. VGG-16's export peaks at
+# 1.5 GB instead of 1.9 GB (benchmarks/results/export_cost.md); small networks stay one file.
+EXPORT_EXTERNAL_DATA_THRESHOLD = 64 * 2**20
 
 
 # ---- checker, shape inference, slimming -------------------------------------------------------

@@ -26,7 +26,13 @@ from deploykit.artifacts import (
     variant_name,
 )
 from deploykit.errors import DeployKitError, UsageError
-from deploykit.fileio import atomic_directory, atomic_write_json, sha256_file, sweep_scratch
+from deploykit.fileio import (
+    atomic_directory,
+    atomic_write_json,
+    model_bytes,
+    model_sha256,
+    sweep_scratch,
+)
 from deploykit.pipeline import make_command
 from deploykit.replacement import carry_over, plan_replacement
 
@@ -76,14 +82,14 @@ class FileCheck:
 
 
 def check_model_file(artifact: Artifact, *, trust: bool = False) -> FileCheck:
-    """Hash ``artifact``'s model file and compare it with the sha256 its sidecar recorded.
+    """Hash ``artifact``'s model file (and its external data) and compare it with the sha256 its sidecar recorded.
 
     Every stage reads its input through this, so the lineage it writes is true: a file that was
     changed, replaced or truncated after deploykit wrote it is refused (UsageError naming the
     command that re-creates it, or ``--trust``). With ``trust`` the mismatch is returned (the
     caller records the real hash and says so) instead of raised.
     """
-    check = FileCheck(artifact.variant, sha256_file(artifact.path), artifact.meta.get("sha256"))
+    check = FileCheck(artifact.variant, model_sha256(artifact.path), artifact.meta.get("sha256"))
     if not check.matches and not trust:
         how = make_command(artifact.model, artifact.format, artifact.precision)
         raise UsageError(
@@ -252,8 +258,8 @@ class ModelRepository:
                 meta={
                     "version": version,
                     "created_at": now_iso(),
-                    "bytes": model_file.stat().st_size,
-                    "sha256": sha256_file(model_file),
+                    "bytes": model_bytes(model_file),
+                    "sha256": model_sha256(model_file),
                     **sidecar,
                     **replaced,
                 },

@@ -247,7 +247,9 @@ def test_torchscript_exporter_is_verified_and_recorded(tmp_path, tiny_zoo):
     result = _run("export", "dktest_tiny", "--num-classes", "7", "--exporter", "torchscript", "--repo", str(repo), "--format", "json")
     assert result.exit_code == 0, result.output
     out = json.loads(result.output)
-    assert out["parity"]["batch_sizes"] == [1, 8] and out["parity"]["compared"] == 9 and out["parity"]["max_rel"] < 1e-4
+    # The default verification: two photos as one batch, the first at batch 1 too.
+    assert out["parity"]["batch_sizes"] == [1, 2] and out["parity"]["compared"] == 3 and out["parity"]["max_rel"] < 1e-4
+    assert out["parity"]["images"] == 2 and out["verification_images"] == "2 scikit-image sample photos"
     side = json.loads((repo / "dktest_tiny_onnx_fp32" / "deploykit.json").read_text())
     assert side["exporter"]["exporter"] == "torch.onnx.export(dynamo=False)" and side["parity"]["passed"] is True
     assert side["input"]["shape"] == [-1, 3, 32, 32] and side["output"]["shape"] == [-1, 7]
@@ -335,7 +337,7 @@ def digits_export(tmp_path_factory, request):
     repo = root / "models"
     result = _run(
         "export", "resnet18", "--weights", str(ckpt), "--num-classes", "10", "--input-size", "32",
-        "--data", str(data), "--repo", str(repo), "--format", "json",
+        "--data", str(data), "--verify-images", "16", "--repo", str(repo), "--format", "json",
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     return json.loads(result.stdout), repo, trained, ckpt
@@ -353,6 +355,10 @@ def test_cli_export_json_contract_and_files(digits_export):
     assert out["bytes"] == Path(out["path"]).stat().st_size
     assert out["parity"]["top1_agreement"] == 1.0 and out["parity"]["max_rel"] < 1e-4
     assert out["parity"]["batch_sizes"] == [1, 8] and out["parity"]["decisive_images"] > 0
+    # --verify-images 16: sixteen of the forty files, spread over the ten class folders.
+    assert out["parity"]["images"] == 16 and out["verification_images"].startswith("16 images from")
+    names = json.loads((variant / "deploykit.json").read_text())["parity"]["image_names"]
+    assert len(names) == 16 and {n.split("/")[0] for n in names} == {p.name for p in (repo.parent / "images").iterdir()}
     assert _entries(repo) == ["resnet18_onnx_fp32"]  # no temp folders left
     assert sorted(_entries(variant)) == ["1", "config.pbtxt", "deploykit.json"]
 
@@ -567,6 +573,8 @@ def test_repository_without_write_permission(tmp_path):
         (("resnet18", "--batch", "0"), "--batch must be"),
         (("resnet18", "--max-batch-size", "0"), "--max-batch-size must be"),
         (("resnet18", "--tolerance", "-1"), "tolerance must be"),
+        (("resnet18", "--verify-images", "1"), "--verify-images must be an integer 2..16"),
+        (("resnet18", "--verify-images", "17"), "--verify-images must be an integer 2..16"),
     ],
 )
 def test_bad_options(repo, args, fragment):
@@ -734,3 +742,53 @@ def test_save_model_external_data_and_byte_count(tmp_path):
     assert save_model(inline, tmp_path / "inline.onnx", external_data_threshold=0) is None
     assert not (tmp_path / "inline.onnx.data").exists()
     assert onnx.load(str(big)).graph.initializer[0].data_type == TensorProto.FLOAT
+
+
+class WideHead(nn.Module):
+    """A classifier with 72 MB of weights (over the 64 MiB an export keeps in one file)."""
+
+    def __init__(self):
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(3, 256, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.fc = nn.Linear(256, 70_000)
+
+    def forward(self, x):
+        return self.fc(self.features(x))
+
+
+@pytest.mark.slow
+def test_weights_over_64_mib_go_to_external_data_which_every_check_covers(tmp_path):
+    from deploykit.export import export_module
+    from deploykit.fileio import sha256_file, sha256_files
+    from deploykit.pipeline import ensure_variant
+    from deploykit.repository import ModelRepository, check_model_file, read_variant
+    from deploykit.serve.check import check_repository
+
+    torch.manual_seed(0)
+    repo = tmp_path / "models"
+    result = export_module(WideHead().eval(), "wide", repo=repo, input_size=32)
+    model, data = result.artifact.path, result.artifact.path.parent / "model.onnx.data"
+    assert sorted(os.listdir(model.parent)) == ["model.onnx", "model.onnx.data"]
+    assert data.stat().st_size > 64 * 2**20 > 100 * model.stat().st_size  # the graph file holds no weights
+    side = json.loads((result.artifact.directory / "deploykit.json").read_text())
+    assert side["external_data"] == "model.onnx.data" and result.parity.passed
+    assert side["bytes"] == result.bytes == result.artifact.bytes == model.stat().st_size + data.stat().st_size
+    assert side["sha256"] == sha256_files([model, data]) != sha256_file(model)  # the weights are hashed too
+    assert any("external data in model.onnx.data (more than 64 MiB" in note for note in result.notes)
+
+    # The next stage reads the pair: FP16 (ModelOpt) from the external-data FP32 file.
+    fp16, made = ensure_variant(ModelRepository(repo), "wide", "onnx", "fp16")
+    assert made
+    with OnnxRuntimeRunner(fp16) as runner:
+        assert np.isfinite(runner.infer(np.zeros((2, 3, 32, 32), np.float32))).all()
+
+    # One weight byte changed, same size: every stage refuses the file, repo check reports it.
+    with open(data, "r+b") as f:
+        f.seek(data.stat().st_size // 2)
+        byte = f.read(1)
+        f.seek(-1, os.SEEK_CUR)
+        f.write(bytes([byte[0] ^ 1]))
+    with pytest.raises(UsageError, match="is not the file wide_onnx_fp32's sidecar describes"):
+        check_model_file(read_variant(result.artifact.directory))
+    errors = check_repository(repo).model("wide_onnx_fp32").errors
+    assert "file-changed" in {p.code for p in errors}

@@ -37,6 +37,10 @@ PRECISIONS = ("fp32", "fp16", "int8")
     "--max-batch-size", type=int, default=32, show_default=True, help="Triton max_batch_size (dynamic batch only)."
 )
 @click.option("--data", type=click.Path(file_okay=False), help="Folder of images to verify on (default: sample photos).")
+@click.option(
+    "--verify-images", type=int, default=2, show_default=True,
+    help="Photos run through PyTorch and ONNX Runtime to verify the export (2-16; accuracy is `deploykit parity`'s job).",
+)  # fmt: skip
 @click.option("--tolerance", type=float, default=1e-3, show_default=True, help="Max error relative to the logits' size.")
 @repo_option()
 @click.option("--force", is_flag=True, help="Discard files deploykit did not write in the variant's 1/ folder.")
@@ -52,8 +56,9 @@ def command(name: str | None, all_models: bool, precision: str, fmt: str, **give
     \b
     Writes <repo>/<NAME>_onnx_fp32/1/model.onnx, config.pbtxt (Triton, onnxruntime_onnx)
     and deploykit.json (lineage: weights hash, input spec, preprocessing, labels, opset,
-    library versions, parity figures). Verification runs ONNX Runtime (CPU) on real photos
-    at batch 1 and 8 and fails, writing nothing, beyond --tolerance.
+    library versions, parity figures). Verification runs PyTorch and ONNX Runtime (CPU) on
+    --verify-images real photos, as one batch and the first at batch 1, and fails, writing
+    nothing, beyond --tolerance.
 
     \b
     Examples:

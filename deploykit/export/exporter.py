@@ -4,7 +4,7 @@
 (``torch.onnx.export(..., dynamo=True)``) or, on request, the deprecated TorchScript one
 (``dynamo=False``), checks the opset it really produced, runs ``onnx.checker`` and strict
 shape inference, and lists the operators TensorRT's ONNX parser would refuse. Models above
-2 GB get ONNX external data on the same path.
+64 MiB of weights get ONNX external data beside the file (``model.onnx.data``).
 
 The dynamo exporter's program is written straight to the file (no in-memory ``ModelProto``
 copy of the weights) and already carries every tensor's shape and its own optimizer's
@@ -317,7 +317,7 @@ def write_onnx(
     start = time.perf_counter()
     shape, path = _checked_request(input_shape, path, opset)
     check_exporter(exporter)
-    threshold = onnx_io.EXTERNAL_DATA_THRESHOLD if external_data_threshold is None else external_data_threshold
+    threshold = onnx_io.EXPORT_EXTERNAL_DATA_THRESHOLD if external_data_threshold is None else external_data_threshold
     # Trace with a batch of 2 for a dynamic batch, so the exporter cannot specialize size 1.
     example_batch = max(shape[0], 2) if dynamic_batch else shape[0]
     example = torch.randn((example_batch, *shape[1:]), generator=torch.Generator().manual_seed(0))
@@ -361,7 +361,7 @@ def _slim_file(written: _Written) -> None:
     """Slim a written file on request (the dynamo exporter's own optimizer has already folded it)."""
     from deploykit import onnx_graph, onnx_io
 
-    threshold = onnx_io.EXTERNAL_DATA_THRESHOLD if written.external_data_threshold is None else written.external_data_threshold
+    threshold = onnx_io.EXPORT_EXTERNAL_DATA_THRESHOLD if written.external_data_threshold is None else written.external_data_threshold
     slimmed = onnx_io.slim(onnx_graph.load_graph(written.path) if written.external is None else _load_all(written.path))
     written.notes.extend([slimmed.note] if slimmed.note else [])
     onnx_io.remove_model_files(written.path)
@@ -430,8 +430,9 @@ def check_written(written: _Written) -> OnnxExport:
         onnx_io.remove_model_files(path)
         raise
     if written.external:
-        why = "the 2 GB protobuf limit" if written.external_data_threshold is None else f"{written.external_data_threshold:,} bytes"
-        written.notes.append(f"weights stored as ONNX external data in {written.external.name} (the model is above {why})")
+        threshold = written.external_data_threshold
+        limit = onnx_io.EXPORT_EXTERNAL_DATA_THRESHOLD if threshold is None else threshold
+        written.notes.append(f"weights stored as ONNX external data in {written.external.name} (more than {limit / 2**20:g} MiB of them)")
     w = written
     return _describe(w.path, w.external, w.dynamic_batch, w.nodes_exported, tuple(w.notes), w.start, saved, w.exporter)
 
@@ -464,8 +465,8 @@ def export_onnx(
     Raises UsageError when the installed exporter cannot produce ``opset`` (it silently
     moves requests below 18, and unknown ones, to 18: the produced opset is read back),
     CheckFailedError when onnx.checker or strict shape inference reject the graph.
-    Above ``external_data_threshold`` bytes (default: just under protobuf's 2 GB) the weights
-    go to ``<path>.data``.
+    Above ``external_data_threshold`` bytes of weights (default 64 MiB,
+    :data:`deploykit.onnx_io.EXPORT_EXTERNAL_DATA_THRESHOLD`) they go to ``<path>.data``.
     """
     written = write_onnx(
         module, input_shape, path, opset=opset, dynamic_batch=dynamic_batch, input_name=input_name,

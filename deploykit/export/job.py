@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import itertools
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -49,7 +50,12 @@ if TYPE_CHECKING:
     from deploykit.zoo import ModelCard, Preprocessing
 
 DEFAULT_MAX_BATCH_SIZE = 32
-VERIFY_IMAGES = 16  # at most this many images from --data; the bundled sample set has 8
+# Verification images (--verify-images): ONNX Runtime runs them as one batch and the first at
+# batch 1. Each image compares every logit, so a wrong operator or weight shows on any photo;
+# accuracy on many images is parity's job. Two keep the check under a third of the bare export's
+# cost on VGG-16 (benchmarks/results/export_cost.md).
+VERIFY_IMAGES = 2
+MAX_VERIFY_IMAGES = 16
 
 Progress = Callable[[str], None]
 
@@ -115,10 +121,12 @@ class ExportOptions:
     external_data_threshold: int | None = None
     force: bool = False  # discard files deploykit did not write in the version folder replaced
     exporter: str = DEFAULT_EXPORTER
+    verify_images: int = VERIFY_IMAGES
 
     def validate(self) -> None:
         _check_opset_request(self.opset)
         check_exporter(self.exporter)
+        _positive(self.verify_images, "--verify-images", 2, MAX_VERIFY_IMAGES)
         _positive(self.batch, "--batch", 1, 4096)
         _positive(self.max_batch_size, "--max-batch-size", 1, 4096)
         if not isinstance(self.tolerance, (int, float)) or not self.tolerance >= 0:
@@ -215,16 +223,21 @@ def _sized(pre: Preprocessing, size: int) -> Preprocessing:
     return replace(pre, crop=size, resize=max(int(round(size * pre.resize / pre.crop)), size))
 
 
-def _verification_images(data: str | os.PathLike | None) -> tuple[list[tuple[str, np.ndarray]], list[str] | None, str]:
-    from deploykit.data import list_images, load_rgb, sample_images
+def _verification_images(data: str | os.PathLike | None, count: int) -> tuple[list[tuple[str, np.ndarray]], list[str] | None, str]:
+    """``count`` photos (only those are read): the first sample photos, or spread over --data's classes."""
+    from deploykit.data import SAMPLE_IMAGES, list_images, load_rgb, sample_images
 
     if data is None:
-        return sample_images(), None, "scikit-image sample photos"
+        picked_names = SAMPLE_IMAGES[:count]
+        return sample_images(picked_names), None, f"{len(picked_names)} scikit-image sample photos"
     items = list_images(data)
     classes = sorted({i.class_name for i in items if i.class_name}) or None
-    # Spread the pick over the classes (items are sorted by class): every k-th file.
-    step = max(1, len(items) // VERIFY_IMAGES)
-    picked = items[::step][:VERIFY_IMAGES]
+    # Round-robin over the class folders, so as many classes as there are images are seen.
+    groups: dict[str | None, list[Any]] = {}
+    for item in items:
+        groups.setdefault(item.class_name, []).append(item)
+    rounds = itertools.zip_longest(*groups.values())
+    picked = [item for row in rounds for item in row if item is not None][:count]
     return [(i.name, load_rgb(i.path)) for i in picked], classes, f"{len(picked)} images from {data}"
 
 
@@ -310,7 +323,7 @@ def _export_into(repository: Any, name: str, origin: Origin, options: ExportOpti
     from deploykit.data import preprocess_batch
 
     _step(progress, "reading images")
-    images, data_classes, images_desc = _verification_images(options.data)
+    images, data_classes, images_desc = _verification_images(options.data, options.verify_images)
     if data_classes and len(data_classes) == origin.num_classes:
         origin.labels, origin.labels_source = data_classes, "class folders of --data"
     inputs = preprocess_batch([img for _, img in images], origin.preprocessing, origin.input_size)
@@ -374,6 +387,7 @@ def export_model(
     seed: int = 0,
     force: bool = False,
     exporter: str = DEFAULT_EXPORTER,
+    verify_images: int = VERIFY_IMAGES,
 ) -> ExportResult:
     """Export zoo model ``name`` to ``<repo>/<name>_onnx_fp32/`` and verify it.
 
@@ -384,7 +398,9 @@ def export_model(
 
     ``batch`` None exports a dynamic batch (Triton ``max_batch_size`` = ``max_batch_size``);
     an integer fixes it (Triton ``max_batch_size: 0``, the batch in the dims). ``data`` is a
-    folder of images for verification (default: scikit-image's sample photos). Raises
+    folder of images for verification (default: scikit-image's sample photos), of which
+    ``verify_images`` (2 to 16) run through PyTorch and ONNX Runtime: all as one batch, the
+    first at batch 1 too (dynamic batch). Raises
     UsageError for bad input, CheckFailedError when ONNX Runtime disagrees with PyTorch
     beyond ``tolerance``; in every failure (KeyboardInterrupt included) the repository is
     left as it was. ``progress(step)`` is called as each step starts. Over an existing variant,
@@ -401,7 +417,7 @@ def export_model(
     _positive(input_size, "--input-size", 16, 4096)
     _positive(num_classes, "--num-classes", 1, 1_000_000)
     _positive(seed, "--seed", 0, 2**63 - 1)
-    options = ExportOptions(opset, batch, max_batch_size, tolerance, data, external_data_threshold, force, exporter)
+    options = ExportOptions(opset, batch, max_batch_size, tolerance, data, external_data_threshold, force, exporter, verify_images)
 
     return run_export(name, lambda: zoo_origin(name, weights, num_classes, input_size, seed, progress), repo, options, progress)
 

@@ -55,6 +55,7 @@ class OnnxRuntimeRunner(Runner):
         graph_optimization: str = "all",
         name: str | None = None,
         device: str = "cpu",
+        prepack: bool = True,
     ):
         path = source.path if isinstance(source, Artifact) else Path(source)
         super().__init__(name or f"onnxruntime:{path.parent.parent.name or path.name}")
@@ -69,6 +70,9 @@ class OnnxRuntimeRunner(Runner):
         self.device = device
         self.threads = threads
         self.graph_optimization = graph_optimization
+        # False: kernels use the weights as stored, no packed copy (less memory and load time
+        # for a few runs, e.g. export's verification; packing pays off over many runs).
+        self.prepack = prepack
         self.session = None
 
     def _session_options(self, profile_prefix: str | None = None) -> Any:
@@ -86,6 +90,8 @@ class OnnxRuntimeRunner(Runner):
             options.intra_op_num_threads = self.threads
             options.inter_op_num_threads = 1
         options.log_severity_level = 3
+        if not self.prepack:
+            options.add_session_config_entry("session.disable_prepacking", "1")
         if profile_prefix is not None:
             options.enable_profiling = True
             options.profile_file_prefix = profile_prefix

@@ -208,6 +208,7 @@ def _check_config(directory, config, versions, sidecar, out: Findings, read_onnx
 def _check_recorded_size(directory: Path, filename: str, sidecar: dict[str, Any], out: Findings) -> None:
     """The model file against the size and sha256 its sidecar recorded (the check every stage
     makes before reading its input): a mismatch is an error, the lineage no longer describes it."""
+    from deploykit.fileio import model_bytes
     from deploykit.pipeline import make_command
     from deploykit.repository import check_model_file, read_variant
 
@@ -217,7 +218,7 @@ def _check_recorded_size(directory: Path, filename: str, sidecar: dict[str, Any]
     if not recorded.is_file():
         return
     artifact = read_variant(directory)  # readable: read_sidecar found it so
-    size = recorded.stat().st_size
+    size = model_bytes(recorded)  # with its external data
     if isinstance(sidecar.get("bytes"), int) and size != sidecar["bytes"]:
         changed = f"has {size} bytes; the sidecar recorded {sidecar['bytes']}"
     else:
