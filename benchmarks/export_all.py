@@ -7,15 +7,18 @@
 With several exporters each model is exported with each in turn (``deploykit export
 --exporter``). Writes ``benchmarks/results/export_all.json`` and ``export_all.md`` with the machine it ran
 on (CPU, cores, library versions). Times are wall-clock seconds on that machine and include
-tracing (torch.export), ONNX conversion, slimming, checks, ONNX Runtime verification on the
-8 sample photos at batch 1 and 8, and the atomic write; ``onnx seconds`` is the part up to a
-checked ONNX file. They depend on the machine's load: compare models within one run.
+tracing (torch.export), ONNX conversion, slimming, checks, PyTorch and ONNX Runtime
+verification on 2 sample photos (as one batch, the first at batch 1 too), and the atomic write;
+``onnx seconds`` is the part up to a checked ONNX file, ``cpu seconds`` the process's CPU time
+(all threads) over the model's export. Wall times depend on the machine's load (recorded before
+and after): compare models within one run, and read the CPU seconds.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -36,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repo", help="keep the exports in this repository (default: a temporary one)")
     parser.add_argument("--out", default=str(RESULTS), help="results folder")
     parser.add_argument("--exporter", default="dynamo", help="dynamo, torchscript, or both comma-separated")
+    parser.add_argument("--tag", help="suffix of the results files (export_all_TAG.json)")
     args = parser.parse_args(argv)
     exporters = [e.strip() for e in args.exporter.split(",")]
 
@@ -43,8 +47,11 @@ def main(argv: list[str] | None = None) -> int:
     repo = Path(args.repo) if args.repo else Path(tempfile.mkdtemp(prefix="deploykit-export-bench-"))
     rows: list[dict] = []
     exporter = {"name": exporters[0]}
+    cpu_start = {"t": 0.0}
+    load_before = [round(x, 2) for x in os.getloadavg()]
 
     def on_start(name: str, index: int) -> None:
+        cpu_start["t"] = time.process_time()
         print(f"[{index + 1}/{len(names)}] {name} ({exporter['name']}) ...", file=sys.stderr, flush=True)
 
     def on_done(name: str, outcome: ExportResult | ExportFailure) -> None:
@@ -60,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
                 "ok": True,
                 "input_size": outcome.input.shape[-1],
                 "seconds": round(outcome.seconds, 2),
+                "cpu_seconds": round(time.process_time() - cpu_start["t"], 2),
                 "onnx_seconds": round(outcome.onnx.seconds, 2),
                 "bytes": outcome.bytes,
                 "external_data": outcome.onnx.external_data is not None,
@@ -92,16 +100,19 @@ def main(argv: list[str] | None = None) -> int:
         "created_at": now_iso(),
         "command": "python benchmarks/export_all.py"
         + (f" --models {args.models}" if args.models else "")
-        + (f" --exporter {args.exporter}" if args.exporter != "dynamo" else ""),
+        + (f" --exporter {args.exporter}" if args.exporter != "dynamo" else "")
+        + (f" --tag {args.tag}" if args.tag else ""),
         "machine": machine.to_dict(),
+        "load_average": {"before": load_before, "after": [round(x, 2) for x in os.getloadavg()]},
         "total_seconds": round(time.perf_counter() - start, 1),
         "results": rows,
     }
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "export_all.json").write_text(json.dumps(report, indent=2) + "\n")
-    (out / "export_all.md").write_text(render_markdown(report, machine.summary()))
-    print(f"wrote {out / 'export_all.json'} and {out / 'export_all.md'}", file=sys.stderr)
+    stem = f"export_all_{args.tag}" if args.tag else "export_all"
+    (out / f"{stem}.json").write_text(json.dumps(report, indent=2) + "\n")
+    (out / f"{stem}.md").write_text(render_markdown(report, machine.summary()))
+    print(f"wrote {out / stem}.json and .md", file=sys.stderr)
     return 0 if all(r["ok"] for r in rows) else 1
 
 
@@ -113,21 +124,24 @@ def render_markdown(report: dict, machine_line: str) -> str:
         f"`{report['command']}` on {report['created_at']}: {machine_line}.",
         "Libraries: " + ", ".join(f"{k} {v}" for k, v in libs.items()) + ".",
         "",
-        "Default input size per model card, random weights, opset 18, dynamic batch. `seconds` is the",
-        "whole `deploykit export` (PyTorch reference, trace, convert, slim for TorchScript, check, verify",
-        "at batch 8 and 1, write); `onnx s` is the part up to a checked ONNX file. The machine was shared",
-        "with other work while this ran: read the times as ratios between models, not as absolute figures.",
+        f"Load average (1/5/15 min) before {report['load_average']['before']}, after {report['load_average']['after']}.",
         "",
-        "| model | exporter | input | seconds | onnx s | size (MB) | nodes | max rel err | TensorRT-unsupported ops |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---|",
+        "Default input size per model card, random weights, opset 18, dynamic batch, one process for",
+        "every model (the first model of each exporter also pays its imports). `seconds` is the whole",
+        "`deploykit export` (PyTorch reference, trace, convert, slim for TorchScript, check, verify on 2",
+        "photos, write) in wall time, `cpu s` its CPU time (all threads); `onnx s` is the wall time up to",
+        "a checked ONNX file. `external` marks weights written to model.onnx.data (over 64 MiB).",
+        "",
+        "| model | exporter | input | seconds | cpu s | onnx s | size (MB) | external | nodes | max rel err | TensorRT-unsupported ops |",
+        "|---|---|---:|---:|---:|---:|---:|---|---:|---:|---|",
     ]
     for r in report["results"]:
         if not r["ok"]:
-            lines.append(f"| {r['model']} | {r.get('exporter', 'dynamo')} | | failed: {r['error']} | | | | | |")
+            lines.append(f"| {r['model']} | {r.get('exporter', 'dynamo')} | | failed: {r['error']} | | | | | | | |")
             continue
         lines.append(
-            f"| {r['model']} | {r.get('exporter', 'dynamo')} | {r['input_size']} | {r['seconds']:.1f} | {r['onnx_seconds']:.1f} | "
-            f"{r['bytes'] / 1e6:,.1f} | {r['nodes']} | {r['max_rel']:.1e} | "
+            f"| {r['model']} | {r.get('exporter', 'dynamo')} | {r['input_size']} | {r['seconds']:.1f} | {r['cpu_seconds']:.1f} | "
+            f"{r['onnx_seconds']:.1f} | {r['bytes'] / 1e6:,.1f} | {'yes' if r['external_data'] else 'no'} | {r['nodes']} | {r['max_rel']:.1e} | "
             f"{', '.join(r['unsupported_tensorrt_ops']) or 'none'} |"
         )
     lines += ["", f"Total: {report['total_seconds']:.0f} s.", ""]

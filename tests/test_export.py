@@ -244,17 +244,22 @@ def test_reexport_keeps_other_versions_and_files_and_needs_force_to_discard_fore
 @pytest.mark.slow
 def test_torchscript_exporter_is_verified_and_recorded(tmp_path, tiny_zoo):
     repo = tmp_path / "models"
-    result = _run("export", "dktest_tiny", "--num-classes", "7", "--exporter", "torchscript", "--repo", str(repo), "--format", "json")
+    result = _run(
+        "export", "dktest_tiny", "--num-classes", "300", "--exporter", "torchscript", "--external-data-threshold", "0",
+        "--repo", str(repo), "--format", "json",
+    )  # fmt: skip
     assert result.exit_code == 0, result.output
     out = json.loads(result.output)
+    # --external-data-threshold 0: every weight of 1 KiB or more beside the graph.
+    assert out["external_data"] == "model.onnx.data" and (Path(out["path"]).parent / "model.onnx.data").is_file()
     # The default verification: two photos as one batch, the first at batch 1 too.
     assert out["parity"]["batch_sizes"] == [1, 2] and out["parity"]["compared"] == 3 and out["parity"]["max_rel"] < 1e-4
     assert out["parity"]["images"] == 2 and out["verification_images"] == "2 scikit-image sample photos"
     side = json.loads((repo / "dktest_tiny_onnx_fp32" / "deploykit.json").read_text())
     assert side["exporter"]["exporter"] == "torch.onnx.export(dynamo=False)" and side["parity"]["passed"] is True
-    assert side["input"]["shape"] == [-1, 3, 32, 32] and side["output"]["shape"] == [-1, 7]
+    assert side["input"]["shape"] == [-1, 3, 32, 32] and side["output"]["shape"] == [-1, 300]
     with OnnxRuntimeRunner(Path(out["path"])) as runner:  # the dynamic batch survives the legacy exporter
-        assert runner.infer(np.zeros((3, 3, 32, 32), np.float32)).shape == (3, 7)
+        assert runner.infer(np.zeros((3, 3, 32, 32), np.float32)).shape == (3, 300)
 
     # the help says the deprecation; a model that cheats in export fails with torchscript too
     assert "deprecated upstream" in " ".join(_run("export", "--help").output.split())

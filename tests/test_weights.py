@@ -164,3 +164,22 @@ def test_models_lists_the_published_weights():
     table = json.loads(result.stdout)
     assert table["resnet50"] == ["DEFAULT", "IMAGENET1K_V1", "IMAGENET1K_V2"] and table["googlenet"][0] == "DEFAULT"
     assert "zfnet" not in table and "preact_resnet18" not in table
+
+
+def test_packaged_imagenet_classes_are_torchvisions_for_every_zoo_network():
+    """export labels a 1000-class zoo model from a packaged list (no torchvision import): it must
+    be the list each published ImageNet-1k weight of the zoo's networks carries."""
+    import torchvision
+
+    from deploykit.export import imagenet_labels
+    from deploykit.zoo import get_card, list_models
+
+    packaged = imagenet_labels()
+    assert len(packaged) == 1000 and packaged[0] == "tench" and packaged[-1] == "toilet tissue"
+    named = [get_card(n).torchvision_name for n in list_models() if get_card(n).torchvision_name]
+    assert len(named) >= 10
+    for name in named:
+        for weight in torchvision.models.get_model_weights(name):
+            categories = weight.meta.get("categories") or []
+            if len(categories) == 1000:
+                assert list(categories) == packaged, weight

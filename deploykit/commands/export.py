@@ -41,6 +41,10 @@ PRECISIONS = ("fp32", "fp16", "int8")
     "--verify-images", type=int, default=2, show_default=True,
     help="Photos run through PyTorch and ONNX Runtime to verify the export (2-16; accuracy is `deploykit parity`'s job).",
 )  # fmt: skip
+@click.option(
+    "--external-data-threshold", "external_data_mib", type=click.IntRange(0, 2047), default=64, show_default=True,
+    metavar="MIB", help="Weights above this many MiB go to model.onnx.data beside the graph (ONNX external data).",
+)  # fmt: skip
 @click.option("--tolerance", type=float, default=1e-3, show_default=True, help="Max error relative to the logits' size.")
 @repo_option()
 @click.option("--force", is_flag=True, help="Discard files deploykit did not write in the variant's 1/ folder.")
@@ -83,6 +87,7 @@ def command(name: str | None, all_models: bool, precision: str, fmt: str, **give
     # Only what the user gave: the precision stage keeps its own defaults for the rest.
     calibration = {k: given.pop(k) for k in ("calib_data", "calib_size", "calib_method", "keep_io_types")}
     calibration = {k: v for k, v in calibration.items() if v is not None}
+    given["external_data_threshold"] = given.pop("external_data_mib") * 2**20
     extra = [p for p in dict.fromkeys(precisions) if p != "fp32"]
     if all_models:
         _export_all(given, extra, calibration, fmt)

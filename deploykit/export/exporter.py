@@ -276,7 +276,7 @@ class _Written:
     nodes_exported: int
     notes: list[str]
     start: float
-    external_data_threshold: int | None
+    external_data_threshold: int  # bytes of weights above which they went to external data
     shapes_recorded: bool = False  # every node output already carries its type and shape
 
 
@@ -318,6 +318,7 @@ def write_onnx(
     shape, path = _checked_request(input_shape, path, opset)
     check_exporter(exporter)
     threshold = onnx_io.EXPORT_EXTERNAL_DATA_THRESHOLD if external_data_threshold is None else external_data_threshold
+    threshold = min(threshold, onnx_io.EXTERNAL_DATA_THRESHOLD)  # protobuf cannot hold more in one file
     # Trace with a batch of 2 for a dynamic batch, so the exporter cannot specialize size 1.
     example_batch = max(shape[0], 2) if dynamic_batch else shape[0]
     example = torch.randn((example_batch, *shape[1:]), generator=torch.Generator().manual_seed(0))
@@ -351,7 +352,7 @@ def write_onnx(
         raise
     finally:
         module.train(was_training)
-    written = _Written(path, external, opset, dynamic_batch, exporter, nodes_exported, notes, start, external_data_threshold, shapes)
+    written = _Written(path, external, opset, dynamic_batch, exporter, nodes_exported, notes, start, threshold, shapes)
     if slim and exporter == "dynamo":
         _slim_file(written)
     return written
@@ -361,11 +362,10 @@ def _slim_file(written: _Written) -> None:
     """Slim a written file on request (the dynamo exporter's own optimizer has already folded it)."""
     from deploykit import onnx_graph, onnx_io
 
-    threshold = onnx_io.EXPORT_EXTERNAL_DATA_THRESHOLD if written.external_data_threshold is None else written.external_data_threshold
     slimmed = onnx_io.slim(onnx_graph.load_graph(written.path) if written.external is None else _load_all(written.path))
     written.notes.extend([slimmed.note] if slimmed.note else [])
     onnx_io.remove_model_files(written.path)
-    written.external = onnx_io.save_model(slimmed.model, written.path, external_data_threshold=threshold)
+    written.external = onnx_io.save_model(slimmed.model, written.path, external_data_threshold=written.external_data_threshold)
     written.shapes_recorded = not _missing_shapes(slimmed.model)
 
 
@@ -430,9 +430,8 @@ def check_written(written: _Written) -> OnnxExport:
         onnx_io.remove_model_files(path)
         raise
     if written.external:
-        threshold = written.external_data_threshold
-        limit = onnx_io.EXPORT_EXTERNAL_DATA_THRESHOLD if threshold is None else threshold
-        written.notes.append(f"weights stored as ONNX external data in {written.external.name} (more than {limit / 2**20:g} MiB of them)")
+        limit = written.external_data_threshold / 2**20
+        written.notes.append(f"weights stored as ONNX external data in {written.external.name} (more than {limit:g} MiB of them)")
     w = written
     return _describe(w.path, w.external, w.dynamic_batch, w.nodes_exported, tuple(w.notes), w.start, saved, w.exporter)
 

@@ -148,22 +148,19 @@ def _step(progress: Progress | None, text: str) -> None:
 
 # ---- the zoo model and its labels ------------------------------------------------------------
 def imagenet_labels() -> list[str]:
-    """The 1000 ImageNet-1k class names torchvision ships in its weight metadata (no download)."""
-    from torchvision.models import ResNet18_Weights
+    """The 1000 ImageNet-1k class names of torchvision's weight metadata, from a packaged copy
+    (``deploykit/data/imagenet_classes.txt``, tested equal to torchvision's): reading them
+    does not import torchvision, whose import costs the TorchScript exporter's whole job 1.6 s."""
+    from importlib import resources
 
-    return list(ResNet18_Weights.DEFAULT.meta["categories"])
+    return resources.files("deploykit").joinpath("data", "imagenet_classes.txt").read_text(encoding="utf-8").splitlines()
 
 
-def _labels_for(card: ModelCard, num_classes: int) -> tuple[list[str] | None, str | None]:
-    """ImageNet's class names for a 1000-class zoo model (class folders of --data win over them)."""
+def _labels_for(num_classes: int) -> tuple[list[str] | None, str | None]:
+    """ImageNet's class names for a 1000-class zoo model (class folders of --data win over them);
+    every torchvision ImageNet-1k weight of the zoo's networks names its classes so."""
     if num_classes == 1000:
-        with contextlib.suppress(Exception):
-            import torchvision
-
-            name = card.torchvision_name
-            if name:
-                return list(torchvision.models.get_model_weights(name).DEFAULT.meta["categories"]), "imagenet-1k (torchvision)"
-            return imagenet_labels(), "imagenet-1k (torchvision)"
+        return imagenet_labels(), "imagenet-1k (torchvision)"
     return None, None
 
 
@@ -193,7 +190,7 @@ def zoo_origin(name: str, weights: Any, num_classes: int | None, input_size: int
         origin.dropped_keys = report.dropped_keys
         origin.notes.extend(report.notes)
     origin.model_card = {"family": card.family, "year": card.year, "paper": card.paper}
-    origin.labels, origin.labels_source = _labels_for(card, classes)
+    origin.labels, origin.labels_source = _labels_for(classes)
     return origin
 
 
@@ -400,7 +397,8 @@ def export_model(
     an integer fixes it (Triton ``max_batch_size: 0``, the batch in the dims). ``data`` is a
     folder of images for verification (default: scikit-image's sample photos), of which
     ``verify_images`` (2 to 16) run through PyTorch and ONNX Runtime: all as one batch, the
-    first at batch 1 too (dynamic batch). Raises
+    first at batch 1 too (dynamic batch). Weights over ``external_data_threshold`` bytes
+    (default 64 MiB) are written to ``model.onnx.data`` beside the graph. Raises
     UsageError for bad input, CheckFailedError when ONNX Runtime disagrees with PyTorch
     beyond ``tolerance``; in every failure (KeyboardInterrupt included) the repository is
     left as it was. ``progress(step)`` is called as each step starts. Over an existing variant,

@@ -93,11 +93,12 @@ def export_module(
     force: bool = False,
     exporter: str = "dynamo",
     verify_images: int = VERIFY_IMAGES,
+    external_data_threshold: int | None = None,
 ) -> ExportResult:
     """Any image classifier ``module`` (one N x 3 x H x W tensor in, one logits tensor out) to
     ``<repo>/<name>_onnx_fp32/``, with the same verification, sidecar and Triton config as a
     zoo model. ``preprocessing`` (a :class:`deploykit.preprocessing.Preprocessing`) defaults to
-    ImageNet's at ``input_size``; ``labels`` name the outputs; ``verify_images``: as :func:`export_model`'s. ``factory`` ("pkg.mod:fn") and
+    ImageNet's at ``input_size``; ``labels`` name the outputs; ``verify_images`` and ``external_data_threshold``: as :func:`export_model`'s. ``factory`` ("pkg.mod:fn") and
     ``seed`` are recorded so parity can rebuild the module; without them parity compares the
     variants with the FP32 ONNX file under ONNX Runtime. ``exporter``: as :func:`export_model`'s.
     """
@@ -106,7 +107,7 @@ def export_module(
     validate_name(name)
     _positive(input_size, "input_size", 16, 4096)
     _positive(num_classes, "num_classes", 1, 1_000_000)
-    options = ExportOptions(opset, batch, max_batch_size, tolerance, data, force=force, exporter=exporter, verify_images=verify_images)
+    options = ExportOptions(opset, batch, max_batch_size, tolerance, data, external_data_threshold, force, exporter, verify_images)
     entry = {"kind": "module", "factory": factory, "seed": seed}
 
     def make_origin() -> Origin:
