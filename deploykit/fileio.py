@@ -156,10 +156,12 @@ def sha256_files(paths: Iterable[str | os.PathLike], chunk: int = 1 << 20) -> st
     import hashlib
 
     h = hashlib.sha256()
+    buffer = bytearray(chunk)
+    view = memoryview(buffer)
     for path in paths:
-        with open(path, "rb") as f:
-            while block := f.read(chunk):
-                h.update(block)
+        with open(path, "rb", buffering=0) as f:
+            while size := f.readinto(buffer):  # one buffer, no bytes object per read
+                h.update(view[:size])
     return h.hexdigest()
 
 

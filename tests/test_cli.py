@@ -105,3 +105,19 @@ def test_non_finite_weights_are_bad_input(tmp_path):
                      "--weights", str(path), "--repo", str(tmp_path / "models"))
     assert result.exit_code == 2, result.output
     assert "the weights contain NaN/inf" in result.stderr and "Traceback" not in result.output
+
+
+def test_the_command_skips_the_interpreter_teardown_but_keeps_exit_codes_and_output():
+    """main() ends with os._exit after flushing (deploykit.cli._leave): the JSON on a pipe is
+    whole, a user mistake still exits 2 with its message, and atexit handlers still run."""
+    code = (
+        "import atexit, sys; from deploykit.cli import main; "
+        "atexit.register(lambda: print('atexit ran', file=sys.stderr)); import torch; main()"
+    )
+    ok = subprocess.run([sys.executable, "-c", code, "models", "--format", "json"], capture_output=True, text=True, timeout=120)
+    assert ok.returncode == 0, ok.stderr
+    rows = json.loads(ok.stdout)  # a 20 kB document through a pipe: flushed before the process ended
+    assert len(rows) >= 20 and "atexit ran" in ok.stderr
+    bad = subprocess.run([sys.executable, "-c", code, "export", "nosuch"], capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "unknown model 'nosuch'" in bad.stderr and "atexit ran" in bad.stderr
+    assert "Traceback" not in bad.stderr

@@ -42,6 +42,13 @@ def test_sample_images_are_rgb_uint8_and_gray_becomes_three_equal_channels():
         assert image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3, name
     camera = images["camera"]
     assert np.array_equal(camera[..., 0], camera[..., 1]) and np.array_equal(camera[..., 1], camera[..., 2])
+    # Read from scikit-image's packaged files with PIL: the pixels its own loaders give.
+    import skimage.data
+
+    from deploykit.data import to_rgb
+
+    for name, image in images.items():
+        assert np.array_equal(image, to_rgb(getattr(skimage.data, name)())), name
 
 
 def test_preprocess_matches_torchvision_transforms():
