@@ -77,7 +77,8 @@ def digits_folder(tmp_path_factory, digits_resnet18):
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory, digits_resnet18, digits_folder):
-    """A repository written by the real export, plus a corrupt and a missing variant."""
+    """A repository written by the real export, plus a corrupt and a missing variant. The
+    weights are in model.onnx.data (as every export over 64 MiB writes them): Triton loads the pair."""
     import torch
 
     from deploykit.export import export_model
@@ -87,9 +88,10 @@ def repo(tmp_path_factory, digits_resnet18, digits_folder):
     torch.save(digits_resnet18.model.state_dict(), weights)
     export_model(
         "resnet18", repo=root, weights=weights, input_size=32, num_classes=10,
-        data=digits_folder[0], max_batch_size=MAX_BATCH,
+        data=digits_folder[0], max_batch_size=MAX_BATCH, external_data_threshold=0,
     )  # fmt: skip
     good = root / MODEL
+    assert (good / "1" / "model.onnx.data").stat().st_size > 40e6  # the weights beside the graph
     for broken in ("corrupt_onnx_fp32", "missing_onnx_fp32"):
         shutil.copytree(good, root / broken)
         config = root / broken / "config.pbtxt"
