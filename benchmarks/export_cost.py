@@ -131,31 +131,42 @@ def other_processes(limit: int = 6) -> list[str]:
     return [f"{a.strip()[:80]} ({c}% CPU)" for p, c, a in rows if int(p) != os.getpid() and not a.startswith("ps ")][:limit]
 
 
-def measure(models: list[str], exporters: list[str]) -> list[dict]:
+def measure_once(model: str, exporter: str) -> dict:
+    """One round for one model and exporter: the bare script, the command, the library call."""
+    print(f"{model} {exporter}: bare ...", file=sys.stderr, flush=True)
+    bare = run_child("bare", model, exporter)
+    print(f"    {bare['cpu_s']} s CPU, {bare['peak_rss_mb']} MB; deploykit export ...", file=sys.stderr, flush=True)
+    ours = run_child("cli", model, exporter)
+    print(f"    {ours['cpu_s']} s CPU, {ours['peak_rss_mb']} MB; export_model() ...", file=sys.stderr, flush=True)
+    library = run_child("deploykit", model, exporter)
+    print(f"    {library['cpu_s']} s CPU, {library['peak_rss_mb']} MB", file=sys.stderr, flush=True)
+    return {
+        "model": model,
+        "exporter": exporter,
+        "bare": bare,
+        "deploykit": ours,
+        "library": library,
+        "library_cpu_ratio": round(library["cpu_s"] / bare["cpu_s"], 3),
+        "library_rss_ratio": round(library["peak_rss_mb"] / bare["peak_rss_mb"], 3),
+        "cpu_ratio": round(ours["cpu_s"] / bare["cpu_s"], 3),
+        "rss_ratio": round(ours["peak_rss_mb"] / bare["peak_rss_mb"], 3),
+        "wall_ratio": round(ours["wall_s"] / bare["wall_s"], 3),
+    }
+
+
+def measure(models: list[str], exporters: list[str], repeat: int = 1) -> list[dict]:
+    """``repeat`` rounds of every pair, the rounds interleaved (a burst of other work hits one
+    round of each, not every round of one); each pair is its median round by CPU ratio, with
+    every round's ratios kept under ``rounds``."""
+    rounds: dict[tuple[str, str], list[dict]] = {}
+    for _ in range(repeat):
+        for model in models:
+            for exporter in exporters:
+                rounds.setdefault((model, exporter), []).append(measure_once(model, exporter))
     pairs = []
-    for model in models:
-        for exporter in exporters:
-            print(f"{model} {exporter}: bare ...", file=sys.stderr, flush=True)
-            bare = run_child("bare", model, exporter)
-            print(f"    {bare['cpu_s']} s CPU, {bare['peak_rss_mb']} MB; deploykit export ...", file=sys.stderr, flush=True)
-            ours = run_child("cli", model, exporter)
-            print(f"    {ours['cpu_s']} s CPU, {ours['peak_rss_mb']} MB; export_model() ...", file=sys.stderr, flush=True)
-            library = run_child("deploykit", model, exporter)
-            print(f"    {library['cpu_s']} s CPU, {library['peak_rss_mb']} MB", file=sys.stderr, flush=True)
-            pairs.append(
-                {
-                    "model": model,
-                    "exporter": exporter,
-                    "bare": bare,
-                    "deploykit": ours,
-                    "library": library,
-                    "library_cpu_ratio": round(library["cpu_s"] / bare["cpu_s"], 3),
-                    "library_rss_ratio": round(library["peak_rss_mb"] / bare["peak_rss_mb"], 3),
-                    "cpu_ratio": round(ours["cpu_s"] / bare["cpu_s"], 3),
-                    "rss_ratio": round(ours["peak_rss_mb"] / bare["peak_rss_mb"], 3),
-                    "wall_ratio": round(ours["wall_s"] / bare["wall_s"], 3),
-                }
-            )
+    for runs in rounds.values():
+        median = sorted(runs, key=lambda r: r["cpu_ratio"])[len(runs) // 2]
+        pairs.append({**median, "rounds": [{"cpu_ratio": r["cpu_ratio"], "rss_ratio": r["rss_ratio"]} for r in runs]})
     return pairs
 
 
@@ -173,8 +184,11 @@ def render_markdown(doc: dict) -> str:
         "columns: it pays the interpreter's teardown at exit, as the bare script does, which the",
         "command skips). All build the network and import torch. Read the ratios, not the seconds.",
         "",
-        "| model | exporter | bare CPU s | deploykit CPU s | CPU ratio | bare RSS MB | deploykit RSS MB | RSS ratio | bare wall s | deploykit wall s | goal met | library CPU ratio | library RSS ratio |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|",
+        "With `--repeat N` each row is the median round (by CPU ratio) and the last column lists every",
+        "round's CPU / RSS ratio.",
+        "",
+        "| model | exporter | bare CPU s | deploykit CPU s | CPU ratio | bare RSS MB | deploykit RSS MB | RSS ratio | bare wall s | deploykit wall s | goal met | library CPU ratio | library RSS ratio | rounds (CPU / RSS) |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---|",
     ]
     for p in doc["pairs"]:
         b, d = p["bare"], p["deploykit"]
@@ -183,7 +197,9 @@ def render_markdown(doc: dict) -> str:
             f"| {p['model']} | {p['exporter']} | {b['cpu_s']:.1f} | {d['cpu_s']:.1f} | {p['cpu_ratio']:.2f} | "
             f"{b['peak_rss_mb']:,.0f} | {d['peak_rss_mb']:,.0f} | {p['rss_ratio']:.2f} | {b['wall_s']:.1f} | "
             f"{d['wall_s']:.1f} | {'yes' if met else 'no'} | {p.get('library_cpu_ratio', float('nan')):.2f} | "
-            f"{p.get('library_rss_ratio', float('nan')):.2f} |"
+            f"{p.get('library_rss_ratio', float('nan')):.2f} | "
+            + ", ".join(f"{r['cpu_ratio']:.2f} / {r['rss_ratio']:.2f}" for r in p.get("rounds", []))
+            + " |"
         )
     lines += [
         "",
@@ -215,12 +231,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", default="resnet50,vgg16", help="comma-separated zoo models")
     parser.add_argument("--exporters", default="dynamo,torchscript", help="dynamo and/or torchscript")
     parser.add_argument("--tag", help="suffix of the results files (export_cost_TAG.json)")
+    parser.add_argument("--repeat", type=int, default=1, help="rounds per pair; the median round is reported")
     parser.add_argument("--out", default=str(RESULTS), help="results folder")
     args = parser.parse_args(argv)
 
     load_before, others = [round(x, 2) for x in os.getloadavg()], other_processes()
     machine = describe_machine()
-    pairs = measure(args.models.split(","), args.exporters.split(","))
+    pairs = measure(args.models.split(","), args.exporters.split(","), max(1, args.repeat))
     doc = {
         "benchmark": "export_cost",
         "created_at": now_iso(),

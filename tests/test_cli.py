@@ -121,3 +121,20 @@ def test_the_command_skips_the_interpreter_teardown_but_keeps_exit_codes_and_out
     bad = subprocess.run([sys.executable, "-c", code, "export", "nosuch"], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "unknown model 'nosuch'" in bad.stderr and "atexit ran" in bad.stderr
     assert "Traceback" not in bad.stderr
+
+
+def test_an_interrupt_while_the_cli_loads_exits_130_without_a_traceback():
+    """The console script (deploykit._entry) imports the CLI inside a handler; here the import
+    itself is interrupted, as Ctrl+C in the first tenth of a second does."""
+    code = (
+        "import sys, importlib.abc\n"
+        "class Stop(importlib.abc.MetaPathFinder):\n"
+        "    def find_spec(self, name, path, target=None):\n"
+        "        if name == 'deploykit.cli': raise KeyboardInterrupt\n"
+        "sys.meta_path.insert(0, Stop())\n"
+        "from deploykit._entry import main\n"
+        "main()\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code, "models"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 130 and "interrupted" in proc.stderr
+    assert "Traceback" not in proc.stderr

@@ -781,6 +781,14 @@ def test_weights_over_64_mib_go_to_external_data_which_every_check_covers(tmp_pa
     assert side["sha256"] == sha256_files([model, data]) != sha256_file(model)  # the weights are hashed too
     assert any("external data in model.onnx.data (more than 64 MiB" in note for note in result.notes)
 
+    # `deploykit import` of the pair writes it the same way (its own weights file, hashed with it).
+    from deploykit.export import import_onnx
+
+    imported = import_onnx(model, name="wide_imported", repo=repo)
+    assert sorted(os.listdir(imported.artifact.path.parent)) == ["model.onnx", "model.onnx.data"]
+    assert check_model_file(read_variant(imported.artifact.directory)).matches
+    assert imported.sha256 == sha256_files([model, data])  # the source's weights are in its hash
+
     # The next stage reads the pair: FP16 (ModelOpt) from the external-data FP32 file.
     fp16, made = ensure_variant(ModelRepository(repo), "wide", "onnx", "fp16")
     assert made

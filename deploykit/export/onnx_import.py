@@ -47,7 +47,7 @@ class ImportResult:
     model: str
     artifact: Artifact
     onnx: OnnxExport
-    sha256: str  # of the source file
+    sha256: str  # of the source file followed by its external-data files
     notes: tuple[str, ...]
     check: dict[str, Any]
     seconds: float
@@ -147,7 +147,8 @@ def import_onnx(
     progress: Progress | None = None,
 ) -> Any:
     """Check ``file`` and write it as ``<repo>/<name>_onnx_fp32/`` (``name`` defaults to the file's stem)."""
-    from deploykit.fileio import sha256_file
+    from deploykit import onnx_io
+    from deploykit.fileio import sha256_files
     from deploykit.preprocessing import Preprocessing
     from deploykit.repository import validate_name
 
@@ -159,7 +160,8 @@ def import_onnx(
     validate_name(name)
     spec, out, size, classes = _image_io(path, input_size)
     pre = _sized(preprocessing or Preprocessing(), size)
-    entry = {"kind": "onnx", "file": path.name, "sha256": sha256_file(path)}
+    # The file and its external-data files (if any), hashed as one: the weights are part of what was imported.
+    entry = {"kind": "onnx", "file": path.name, "sha256": sha256_files([path, *onnx_io.external_data_files(path)])}
     origin = Origin(None, f"onnx:{path.name}", entry["sha256"], entry, pre, classes, size)  # type: ignore[arg-type]
     origin.labels = _read_labels(labels, classes)
     origin.labels_source = str(labels) if labels else None
@@ -185,7 +187,8 @@ def _import_into(repository: Any, name: str, path: Path, origin: Origin, options
         _step(progress, f"checking {path.name}")
         model = onnx.load(str(path))  # external data next to the file comes along
         target = scratch / "model.onnx"
-        external = onnx_io.write_checked(model, target)  # checker and strict shape inference
+        # Checker and strict shape inference; weights over 64 MiB beside the graph, as an export writes them.
+        external = onnx_io.write_checked(model, target, external_data_threshold=onnx_io.EXPORT_EXTERNAL_DATA_THRESHOLD)
         exported = _describe(target, external, options.batch is None, len(model.graph.node), (), start)
         del model
         _step(progress, "running it on the sample photos with ONNX Runtime")
