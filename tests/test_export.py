@@ -789,11 +789,12 @@ def test_weights_over_64_mib_go_to_external_data_which_every_check_covers(tmp_pa
     assert check_model_file(read_variant(imported.artifact.directory)).matches
     assert imported.sha256 == sha256_files([model, data])  # the source's weights are in its hash
 
-    # The next stage reads the pair: FP16 (ModelOpt) from the external-data FP32 file.
-    fp16, made = ensure_variant(ModelRepository(repo), "wide", "onnx", "fp16")
-    assert made
-    with OnnxRuntimeRunner(fp16) as runner:
-        assert np.isfinite(runner.infer(np.zeros((2, 3, 32, 32), np.float32))).all()
+    # The next stages read the pair: FP16 (ModelOpt AutoCast) and INT8 (ModelOpt, calibrated).
+    for precision in ("fp16", "int8"):
+        variant, made = ensure_variant(ModelRepository(repo), "wide", "onnx", precision)
+        assert made
+        with OnnxRuntimeRunner(variant) as runner:
+            assert np.isfinite(runner.infer(np.zeros((2, 3, 32, 32), np.float32))).all(), precision
 
     # One weight byte changed, same size: every stage refuses the file, repo check reports it.
     with open(data, "r+b") as f:
@@ -805,3 +806,16 @@ def test_weights_over_64_mib_go_to_external_data_which_every_check_covers(tmp_pa
         check_model_file(read_variant(result.artifact.directory))
     errors = check_repository(repo).model("wide_onnx_fp32").errors
     assert "file-changed" in {p.code for p in errors}
+
+
+def test_torchscript_export_below_the_threshold_is_one_file_with_its_metadata(tmp_path):
+    """The TorchScript exporter's graph is written through onnx_ir (onnx_io.save_proto_streamed):
+    below the threshold one self-contained file, its metadata and shapes kept, the same numbers."""
+    torch.manual_seed(0)
+    net = TinyNet(num_classes=300).eval()
+    out = export_onnx(net, (1, 3, 32, 32), tmp_path / "ts.onnx", exporter="torchscript", metadata={"origin": "test"})
+    assert out.external_data is None and os.listdir(tmp_path) == ["ts.onnx"] and out.bytes == out.path.stat().st_size
+    assert _metadata(out.path)["origin"] == "test" and out.output.shape == (-1, 300)
+    x = np.random.default_rng(0).standard_normal((3, 3, 32, 32)).astype(np.float32)
+    with OnnxRuntimeRunner(out.path) as runner, torch.inference_mode():
+        np.testing.assert_allclose(runner.infer(x), net(torch.from_numpy(x)).numpy(), rtol=1e-4, atol=1e-5)

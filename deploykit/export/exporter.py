@@ -231,7 +231,10 @@ def _torchscript_export(module, example, opset, dynamic_batch, input_name, outpu
             )  # fmt: skip
         except Exception as exc:  # the exporter raises many types; each becomes one message
             raise DeployKitError(f"torch.onnx.export (TorchScript) failed: {_first_line(exc)}", hint="try --exporter dynamo") from exc
-    return onnx.load_model_from_string(buffer.getvalue())
+    model = onnx.ModelProto()
+    with buffer.getbuffer() as view:  # parsed from the buffer itself: no bytes copy of the weights
+        model.ParseFromString(view)
+    return model
 
 
 def _is_shape_constraint(exc: BaseException) -> bool:
@@ -345,7 +348,7 @@ def write_onnx(
                 del slimmed
             _set_metadata(model, metadata)
             shapes = not _missing_shapes(model)
-            external = onnx_io.save_model(model, path, external_data_threshold=threshold)
+            external = onnx_io.save_proto_streamed(model, path, external_data_threshold=threshold)
             del model
     except BaseException:
         onnx_io.remove_model_files(path)
