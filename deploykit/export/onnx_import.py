@@ -68,11 +68,12 @@ class ImportResult:
         }
 
 
-def _image_io(path: Path, input_size: int | None) -> tuple[Any, Any, int, int]:
-    """(input spec, output spec, input size, classes), refusing what is not one image in, one logits out."""
+def _image_io(path: Path, input_size: int | None, graph: Any) -> tuple[Any, Any, int, int]:
+    """(input spec, output spec, input size, classes) of ``graph`` (the file at ``path``), refusing
+    what is not one image in, one logits out."""
     from deploykit import onnx_graph
 
-    inputs, outputs = onnx_graph.graph_io(path)
+    inputs, outputs = onnx_graph.graph_io(graph)
     if len(inputs) != 1 or len(outputs) != 1:
         raise UsageError(
             f"{path.name} has {len(inputs)} inputs and {len(outputs)} outputs",
@@ -95,10 +96,10 @@ def _image_io(path: Path, input_size: int | None) -> tuple[Any, Any, int, int]:
     return spec, out, size, out.shape[1]
 
 
-def _check_opset(path: Path) -> None:
+def _check_opset(path: Path, graph: Any) -> None:
     from deploykit.onnx_graph import main_opset
 
-    opset = main_opset(path)
+    opset = main_opset(graph)
     if opset is None or opset < MIN_OPSET:
         raise UsageError(
             f"{path.name} imports ONNX opset {opset}: deploykit's runtimes need opset {MIN_OPSET} or newer",
@@ -149,19 +150,23 @@ def import_onnx(
     """Check ``file`` and write it as ``<repo>/<name>_onnx_fp32/`` (``name`` defaults to the file's stem)."""
     from deploykit import onnx_io
     from deploykit.fileio import sha256_files
+    from deploykit.onnx_graph import load_graph
     from deploykit.preprocessing import Preprocessing
     from deploykit.repository import validate_name
 
     path = Path(file)
     if path.suffix != ".onnx" or not path.is_file():
         raise UsageError(f"{path} is not an .onnx file")
-    _check_opset(path)
+    graph = load_graph(path)  # parsed once for the checks below (weights stay on disk when external)
+    _check_opset(path, graph)
     name = name or re.sub(r"[^a-z0-9_]+", "_", path.stem.lower()).strip("_")
     validate_name(name)
-    spec, out, size, classes = _image_io(path, input_size)
+    spec, out, size, classes = _image_io(path, input_size, graph)
     pre = _sized(preprocessing or Preprocessing(), size)
     # The file and its external-data files (if any), hashed as one: the weights are part of what was imported.
-    entry = {"kind": "onnx", "file": path.name, "sha256": sha256_files([path, *onnx_io.external_data_files(path)])}
+    sources = [path, *onnx_io.external_data_files(path, graph)]
+    del graph  # the job loads the whole model itself
+    entry = {"kind": "onnx", "file": path.name, "sha256": sha256_files(sources)}
     origin = Origin(None, f"onnx:{path.name}", entry["sha256"], entry, pre, classes, size)  # type: ignore[arg-type]
     origin.labels = _read_labels(labels, classes)
     origin.labels_source = str(labels) if labels else None
